@@ -1,0 +1,124 @@
+/* config.h - the YAML configuration of a run (schema: CONFIG.md).
+ *
+ * dt_config_load parses the YAML file with libyaml, applies the `--set`
+ * overrides (each VALUE parsed as YAML), validates every key strictly
+ * against the schema and fills a dt_config with every default resolved.
+ * Errors name the file, line and column, the key's full path and what was
+ * expected, e.g.
+ *   configs/x.yaml:12:9: optimizer.lr: expected a float > 0, got "-0.1"
+ * and for an override
+ *   --set optimizer.lr=-1: optimizer.lr: expected a float > 0, got "-1"
+ * The module knows nothing of MPI or training: it reads one file. */
+#ifndef DTRAIN_CONFIG_H
+#define DTRAIN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "dtrain/common.h"
+#include "dtrain/nn.h"
+#include "dtrain/optim.h"
+#include "dtrain/sched.h"
+
+#define DT_PATH_MAX 1024
+#define DT_NAME_MAX 128
+
+/* A duration that the config may give in updates or in epochs. Epochs are
+ * converted by the trainer once the training set size is known
+ * (dt_duration_steps). `set` is false when the key was absent. */
+typedef struct {
+    long value;
+    bool in_epochs;
+    bool set;
+} dt_duration;
+
+typedef struct {
+    char source[DT_PATH_MAX]; /* the config file's path as given */
+
+    struct {
+        char name[DT_NAME_MAX];
+        unsigned long long seed;
+        char out_dir[DT_PATH_MAX];
+    } run;
+
+    struct {
+        char dataset[32]; /* fashion-mnist | mnist | idx */
+        char dir[DT_PATH_MAX];
+        char train_images[DT_PATH_MAX], train_labels[DT_PATH_MAX];
+        char test_images[DT_PATH_MAX], test_labels[DT_PATH_MAX];
+        bool normalize, drop_last;
+        long train_limit, test_limit; /* 0 = all */
+    } data;
+
+    struct {
+        int input[3]; /* C, H, W */
+        int n_layers;
+        dt_layer_spec layers[DT_MAX_LAYERS];
+        dt_init_kind init;
+    } model;
+
+    struct {
+        dt_duration length; /* epochs (default 10) or steps */
+        long global_batch;
+        long eval_every, log_every;
+    } train;
+
+    struct {
+        dt_optimizer_name name;
+        double lr, momentum;
+        bool nesterov;
+        double beta1, beta2, alpha, rho, eps;
+        double weight_decay, clip_grad_norm;
+        dt_nonfinite_policy nonfinite;
+    } optimizer;
+
+    struct {
+        dt_sched_name name;
+        dt_duration warmup;       /* warmup_steps | warmup_epochs */
+        double warmup_begin_lr;
+        double factor;
+        dt_duration step_size;    /* step_size | step_size_epochs */
+        double min_lr;
+        int n_milestones;
+        long milestones[DT_MAX_MILESTONES];
+        bool milestones_in_epochs;
+        dt_duration max;          /* max_steps | max_epochs; unset = run length */
+        double final_lr, power;
+    } scheduler;
+
+    struct {
+        dt_duration every; /* every_steps | every_epochs (default 1 epoch) */
+        long keep;
+        char dir[DT_PATH_MAX];
+    } checkpoint;
+
+    struct {
+        long bucket_kb;
+        bool overlap;
+        long check_replicas_every;
+    } comm;
+
+    struct {
+        long threads; /* 0 = automatic */
+    } runtime;
+} dt_config;
+
+/* Load `path`, apply the `n_sets` overrides ("a.b=VALUE" strings, in order),
+ * validate, fill *cfg. Returns DT_OK or DT_ECONFIG (message in err; a file
+ * that cannot be read is DT_ECONFIG as well). */
+dt_status dt_config_load(const char *path, const char *const *sets, int n_sets,
+                         dt_config *cfg, dt_error *err);
+
+/* Write the resolved configuration (every key, defaults filled in) as YAML
+ * that dt_config_load reads back to an identical dt_config. */
+void dt_config_write_yaml(const dt_config *cfg, FILE *out);
+
+/* Table names: "sgd", "cosine", "relu", ... */
+const char *dt_optimizer_str(dt_optimizer_name name);
+const char *dt_sched_str(dt_sched_name name);
+const char *dt_layer_str(dt_layer_kind kind);
+
+/* A duration in updates: value * updates_per_epoch when in epochs. */
+long dt_duration_steps(dt_duration d, long updates_per_epoch);
+
+#endif

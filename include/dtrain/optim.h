@@ -1,0 +1,70 @@
+/* optim.h - the update rules of SPEC.md over flat float arrays.
+ *
+ * An optimizer is a table entry {name, state_slots, step}; its state lives
+ * in state_slots arenas with the layout of the parameter arena (v, s, m, u of
+ * SPEC.md), zero at the start. The gradient pre-processing of SPEC.md
+ * (non-finite check, coupled weight decay, global-norm clipping) is here
+ * too, as separate calls, because the trainer must decide on the non-finite
+ * guard before any state changes. Pure functions: no MPI, no layers. */
+#ifndef DTRAIN_OPTIM_H
+#define DTRAIN_OPTIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dtrain/common.h"
+
+typedef enum {
+    DT_OPT_SGD,
+    DT_OPT_MOMENTUM,
+    DT_OPT_ADAGRAD,
+    DT_OPT_RMSPROP,
+    DT_OPT_ADADELTA,
+    DT_OPT_ADAM,
+    DT_OPT_ADAMW,
+    DT_OPT_YOGI,
+    DT_OPT_COUNT
+} dt_optimizer_name;
+
+typedef enum { DT_NONFINITE_ABORT, DT_NONFINITE_SKIP } dt_nonfinite_policy;
+
+#define DT_OPTIM_MAX_SLOTS 2
+
+typedef struct {
+    dt_optimizer_name name;
+    double momentum;
+    bool nesterov;
+    double beta1, beta2, alpha, rho, eps;
+    double weight_decay, clip_grad_norm;
+} dt_optim_hparams;
+
+typedef struct {
+    dt_optim_hparams hp;
+    size_t n;                          /* parameters */
+    long t;                            /* updates applied so far */
+    int slots;                         /* state arenas in use */
+    float *state[DT_OPTIM_MAX_SLOTS];  /* 64-byte aligned, n floats each */
+} dt_optimizer;
+
+/* Number of state arenas the named optimizer keeps (sgd with momentum > 0
+ * behaves as momentum and keeps 1). */
+int dt_optim_state_slots(const dt_optim_hparams *hp);
+
+/* Allocate zeroed state for n parameters. DT_EINTERNAL if out of memory. */
+dt_status dt_optim_init(dt_optimizer *opt, const dt_optim_hparams *hp, size_t n,
+                        dt_error *err);
+void dt_optim_free(dt_optimizer *opt);
+
+/* True iff every g[i] is finite. */
+bool dt_all_finite(const float *g, size_t n);
+
+/* SPEC pre-processing steps 3-4 in place: g += weight_decay * w (not for
+ * adamw), then global-norm clipping when clip_grad_norm > 0. Returns the
+ * gradient norm after decay and before clipping (accumulated in double). */
+double dt_optim_preprocess(const dt_optimizer *opt, const float *w, float *g);
+
+/* One update with learning rate lr: increments opt->t first, so bias
+ * corrections use t = 1 on the first update. */
+void dt_optim_step(dt_optimizer *opt, float *w, const float *g, double lr);
+
+#endif

@@ -1,0 +1,2 @@
+/* comm.c - not written yet. */
+typedef int dt_placeholder_;

@@ -1,0 +1,2 @@
+/* config.c - not written yet. */
+typedef int dt_placeholder_;

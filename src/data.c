@@ -1,0 +1,2 @@
+/* data.c - not written yet. */
+typedef int dt_placeholder_;

@@ -1,0 +1,2 @@
+/* activation.c - not written yet. */
+typedef int dt_placeholder_;

@@ -1,0 +1,2 @@
+/* conv.c - not written yet. */
+typedef int dt_placeholder_;

@@ -1,0 +1,2 @@
+/* dense.c - not written yet. */
+typedef int dt_placeholder_;

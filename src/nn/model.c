@@ -1,0 +1,2 @@
+/* model.c - not written yet. */
+typedef int dt_placeholder_;

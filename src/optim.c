@@ -1,0 +1,2 @@
+/* optim.c - not written yet. */
+typedef int dt_placeholder_;

@@ -1,0 +1,2 @@
+/* sched.c - not written yet. */
+typedef int dt_placeholder_;
