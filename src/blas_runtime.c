@@ -1,2 +1,61 @@
-/* blas_runtime.c - not written yet. */
-typedef int dt_placeholder_;
+/* blas_runtime.c - BLAS kernel selection and thread count (see runtime.h). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include "dtrain/runtime.h"
+
+#include <cblas.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* OpenBLAS core names that mean "did not recognise this CPU". */
+static int is_fallback_core(const char *core)
+{
+    static const char *const generic[] = {"Prescott", "Core2", "Nehalem", "Penryn",
+                                          "Dunnington", "Atom", "Barcelona", "Unknown"};
+    for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++)
+        if (core && strcmp(core, generic[i]) == 0) return 1;
+    return 0;
+}
+
+void dt_runtime_fix_blas_kernel(char **argv)
+{
+    const char *off = getenv("DTRAIN_BLAS_REEXEC");
+    if (getenv("OPENBLAS_CORETYPE") || (off && strcmp(off, "0") == 0)) return;
+    if (!is_fallback_core(openblas_get_corename())) return;
+    __builtin_cpu_init();
+    const char *want = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        want = "Haswell";
+    if (!want) return;
+    /* DTRAIN_BLAS_REEXEC=0 in the new image guards against a loop should
+     * OpenBLAS ignore the variable. */
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    setenv("DTRAIN_BLAS_REEXEC", "0", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the slow kernel; the log shows which. */
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
+const char *dt_runtime_blas_core(void) { return openblas_get_corename(); }
+
+int dt_runtime_pick_threads(long requested, int local_ranks)
+{
+    if (requested > 0) return (int)requested;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1) online = 1;
+    if (local_ranks < 1) local_ranks = 1;
+    long threads = online / local_ranks;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        long allowed = CPU_COUNT(&set);
+        if (allowed > 0 && allowed < threads) threads = allowed;
+    }
+    return threads < 1 ? 1 : (int)threads;
+}
+
+void dt_runtime_set_threads(int threads) { openblas_set_num_threads(threads); }

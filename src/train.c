@@ -1,2 +1,535 @@
-/* train.c - not written yet. */
-typedef int dt_placeholder_;
+/* train.c - the training loop.
+ *
+ * It reads like the algorithm (DESIGN.md, "Data flow of one update"):
+ *
+ *   for each update t:
+ *     indices of the global batch (epoch permutation, same on every rank)
+ *     -> this rank's shard -> forward, zero grads, backward (sums)
+ *     -> allreduce-sum of the gradient arena, / b
+ *     -> non-finite guard, weight decay, clipping -> optimizer step, lr(k)
+ *     -> replica check, metrics (rank 0)
+ *
+ * Set-up validates everything (config, data, model shapes, output folder)
+ * and has every rank agree on one verdict before anything is written, so a
+ * bad input leaves no half-written result and no rank waiting in a
+ * collective. All buffers are allocated before the loop; the loop allocates
+ * nothing, and the run reports that it did not (train_loop_allocations). */
+#include "dtrain/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dtrain/config.h"
+#include "dtrain/data.h"
+#include "dtrain/metrics.h"
+#include "dtrain/nn.h"
+#include "dtrain/optim.h"
+#include "dtrain/runtime.h"
+#include "dtrain/sched.h"
+
+/* Seconds spent per phase on this rank. */
+typedef struct {
+    double data, forward, backward, comm, optimizer, eval;
+} phase_times;
+
+typedef struct {
+    const dt_comm *comm;
+    dt_config cfg;
+    dt_dataset train, test;
+    double mean, std; /* normalisation of the training set */
+    dt_model *model;
+    dt_optimizer opt;
+    dt_sched sched;
+    long upe;          /* updates per epoch */
+    long total_steps;
+    long shard_max;    /* largest shard of any batch on this rank */
+    uint32_t *perm;    /* epoch permutation (train.n) */
+    float *x;          /* batch inputs, max_batch * input size */
+    int *y;
+    int threads;
+    dt_metrics *metrics; /* rank 0 only */
+    phase_times time;
+} trainer;
+
+/* ---- set-up ---------------------------------------------------------------- */
+
+/* dir/name, or dir/name.gz when only that exists. */
+#define DT_DATA_PATH_MAX (2 * DT_PATH_MAX + 8)
+static void data_path(const char *dir, const char *name, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+    if (access(out, F_OK) == 0) return;
+    char gz[DT_DATA_PATH_MAX + 8];
+    snprintf(gz, sizeof gz, "%s.gz", out);
+    size_t len = strlen(gz);
+    if (len < size && access(gz, F_OK) == 0) memcpy(out, gz, len + 1);
+}
+
+static dt_status load_data(trainer *tr, int n_classes, dt_error *err)
+{
+    const dt_config *c = &tr->cfg;
+    struct stat st;
+    if (stat(c->data.dir, &st) != 0)
+        return dt_fail(err, DT_EDATA, "data.dir %s: %s", c->data.dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return dt_fail(err, DT_EDATA, "data.dir %s: not a directory", c->data.dir);
+    char img[DT_DATA_PATH_MAX], lbl[DT_DATA_PATH_MAX];
+    data_path(c->data.dir, c->data.train_images, img, sizeof img);
+    data_path(c->data.dir, c->data.train_labels, lbl, sizeof lbl);
+    dt_status st_ = dt_idx_load(img, lbl, c->data.train_limit, n_classes, &tr->train, err);
+    if (st_) return st_;
+    data_path(c->data.dir, c->data.test_images, img, sizeof img);
+    data_path(c->data.dir, c->data.test_labels, lbl, sizeof lbl);
+    st_ = dt_idx_load(img, lbl, c->data.test_limit, n_classes, &tr->test, err);
+    if (st_) return st_;
+
+    const int *in = c->model.input;
+    if (tr->train.sample_size != (long)in[0] * in[1] * in[2] ||
+        tr->test.sample_size != tr->train.sample_size)
+        return dt_fail(err, DT_EDATA,
+                       "%s: samples are %dx%dx%d but model.input is [%d, %d, %d]", img,
+                       tr->test.c, tr->test.h, tr->test.w, in[0], in[1], in[2]);
+    if (tr->test.n == 0)
+        return dt_fail(err, DT_EDATA, "%s: the test set is empty", img);
+    if (c->data.normalize) {
+        dt_dataset_stats(&tr->train, &tr->mean, &tr->std);
+        if (!(tr->std > 0)) tr->std = 1; /* a constant image set: only centre it */
+    } else {
+        tr->mean = 0;
+        tr->std = 1;
+    }
+    return DT_OK;
+}
+
+/* Durations in updates, the schedule, and the run length. */
+static dt_status resolve_lengths(trainer *tr, dt_error *err)
+{
+    const dt_config *c = &tr->cfg;
+    tr->upe = dt_updates_per_epoch(tr->train.n, c->train.global_batch, c->data.drop_last);
+    if (tr->upe == 0)
+        return dt_fail(err, DT_ECONFIG,
+                       "%s: train.global_batch: %ld is larger than the training set (%ld "
+                       "samples) with data.drop_last: true",
+                       c->source, c->train.global_batch, tr->train.n);
+    tr->total_steps = dt_duration_steps(c->train.length, tr->upe);
+
+    dt_sched *s = &tr->sched;
+    memset(s, 0, sizeof *s);
+    s->name = c->scheduler.name;
+    s->base_lr = c->optimizer.lr;
+    s->warmup_steps = c->scheduler.warmup.set ? dt_duration_steps(c->scheduler.warmup, tr->upe) : 0;
+    s->warmup_begin_lr = c->scheduler.warmup_begin_lr;
+    s->factor = c->scheduler.factor;
+    s->step_size = c->scheduler.step_size.set ? dt_duration_steps(c->scheduler.step_size, tr->upe) : 1;
+    s->min_lr = c->scheduler.min_lr;
+    s->n_milestones = c->scheduler.n_milestones;
+    for (int i = 0; i < s->n_milestones; i++)
+        s->milestones[i] = c->scheduler.milestones[i] * (c->scheduler.milestones_in_epochs ? tr->upe : 1);
+    s->max_steps = c->scheduler.max.set ? dt_duration_steps(c->scheduler.max, tr->upe)
+                                        : tr->total_steps;
+    s->final_lr = c->scheduler.final_lr;
+    s->power = c->scheduler.power;
+    if ((s->name == DT_SCHED_COSINE || s->name == DT_SCHED_POLY) &&
+        s->max_steps <= s->warmup_steps)
+        return dt_fail(err, DT_ECONFIG,
+                       "%s: scheduler: max_steps (%ld updates) must exceed warmup_steps (%ld "
+                       "updates)",
+                       c->source, s->max_steps, s->warmup_steps);
+    return DT_OK;
+}
+
+static dt_status make_out_dir(const char *path, dt_error *err)
+{
+    char buf[DT_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char saved = *p;
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return dt_fail(err, DT_EINTERNAL, "cannot create run.out_dir %s: %s", buf,
+                               strerror(errno));
+            *p = saved;
+            if (!saved) break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return dt_fail(err, DT_EINTERNAL, "run.out_dir %s is not a directory", path);
+    return DT_OK;
+}
+
+static dt_status write_resolved_config(const dt_config *c, dt_error *err)
+{
+    char path[DT_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.resolved.yaml", c->run.out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return dt_fail(err, DT_EINTERNAL, "cannot write %s: %s", path, strerror(errno));
+    dt_config_write_yaml(c, f);
+    if (fclose(f) != 0)
+        return dt_fail(err, DT_EINTERNAL, "cannot write %s: %s", path, strerror(errno));
+    return DT_OK;
+}
+
+static void optim_hparams(const dt_config *c, dt_optim_hparams *hp)
+{
+    memset(hp, 0, sizeof *hp);
+    hp->name = c->optimizer.name;
+    hp->momentum = c->optimizer.momentum;
+    hp->nesterov = c->optimizer.nesterov;
+    hp->beta1 = c->optimizer.beta1;
+    hp->beta2 = c->optimizer.beta2;
+    hp->alpha = c->optimizer.alpha;
+    hp->rho = c->optimizer.rho;
+    hp->eps = c->optimizer.eps;
+    hp->weight_decay = c->optimizer.weight_decay;
+    hp->clip_grad_norm = c->optimizer.clip_grad_norm;
+}
+
+/* Model, optimizer and buffers; the model's max batch covers the largest
+ * shard and evaluation chunks. */
+static dt_status build(trainer *tr, dt_error *err)
+{
+    const dt_config *c = &tr->cfg;
+    const dt_comm *cm = tr->comm;
+    long b = c->train.global_batch, begin, end;
+    dt_shard(b, cm->rank, cm->world, &begin, &end);
+    tr->shard_max = end - begin + 1; /* a short last batch is never larger */
+    long max_batch = DT_MAX(tr->shard_max, 256);
+    dt_status st = dt_model_create(c->model.layers, c->model.n_layers, c->model.input,
+                                   max_batch, c->source, &tr->model, err);
+    if (st) return st;
+    dt_optim_hparams hp;
+    optim_hparams(c, &hp);
+    st = dt_optim_init(&tr->opt, &hp, dt_model_param_count(tr->model), err);
+    if (st) return st;
+    tr->perm = dt_malloc((size_t)tr->train.n * sizeof *tr->perm);
+    tr->x = dt_alloc_aligned((size_t)max_batch * (size_t)dt_model_input_size(tr->model) *
+                             sizeof *tr->x);
+    tr->y = dt_malloc((size_t)max_batch * sizeof *tr->y);
+    if (!tr->perm || !tr->x || !tr->y) return dt_fail(err, DT_EINTERNAL, "out of memory");
+    dt_model_init_params(tr->model, c->model.init, c->run.seed);
+    return DT_OK;
+}
+
+static void trainer_free(trainer *tr)
+{
+    dt_metrics_close(tr->metrics);
+    dt_free(tr->perm);
+    dt_free(tr->x);
+    dt_free(tr->y);
+    dt_optim_free(&tr->opt);
+    dt_model_free(tr->model);
+    dt_dataset_free(&tr->train);
+    dt_dataset_free(&tr->test);
+}
+
+/* ---- the loop ---------------------------------------------------------------- */
+
+/* Mean test loss and accuracy: each rank evaluates a contiguous slice of the
+ * test set, the sums are reduced. */
+static void evaluate(trainer *tr, double *loss, double *accuracy)
+{
+    double t0 = dt_comm_time();
+    long begin, end;
+    dt_shard(tr->test.n, tr->comm->rank, tr->comm->world, &begin, &end);
+    long chunk = dt_model_max_batch(tr->model);
+    double sums[2] = {0, 0}; /* loss, correct */
+    uint32_t idx[512];
+    chunk = DT_MIN(chunk, (long)DT_ARRAY_LEN(idx));
+    for (long i = begin; i < end; i += chunk) {
+        long n = DT_MIN(chunk, end - i);
+        for (long j = 0; j < n; j++) idx[j] = (uint32_t)(i + j);
+        dt_gather_batch(&tr->test, idx, n, (float)tr->mean, (float)tr->std, tr->x, tr->y);
+        long correct = 0;
+        dt_model_forward(tr->model, tr->x, tr->y, n, &sums[0], &correct);
+        sums[1] += (double)correct;
+    }
+    dt_comm_allreduce_sum_d(sums, 2);
+    *loss = sums[0] / (double)tr->test.n;
+    *accuracy = sums[1] / (double)tr->test.n;
+    tr->time.eval += dt_comm_time() - t0;
+}
+
+typedef struct {
+    double train_loss, test_loss, test_accuracy;
+    long skipped;
+    double train_seconds;
+    double samples; /* training samples consumed */
+    uint64_t loop_allocations;
+} run_result;
+
+static dt_status train_loop(trainer *tr, run_result *res, dt_error *err)
+{
+    const dt_config *c = &tr->cfg;
+    const dt_comm *cm = tr->comm;
+    const long B = c->train.global_batch, N = tr->train.n;
+    const size_t n_params = dt_model_param_count(tr->model);
+    float *w = dt_model_params(tr->model), *g = dt_model_grads(tr->model);
+    const long in_size = dt_model_input_size(tr->model);
+    bool evaluated_at_end = false;
+    double window_t0 = dt_comm_time(), window_comm = 0;
+    long window_samples = 0;
+    double train_t = 0;
+
+    const uint64_t allocs_before = dt_alloc_count();
+    for (long step = 1; step <= tr->total_steps; step++) {
+        const long epoch = (step - 1) / tr->upe; /* 0-based */
+        const long i = (step - 1) % tr->upe;     /* batch within the epoch */
+        double t0 = dt_comm_time();
+        if (i == 0) dt_epoch_permutation(c->run.seed, (uint64_t)epoch, tr->perm, N);
+        const long b = DT_MIN(B, N - i * B); /* short only if !drop_last */
+        long begin, end;
+        dt_shard(b, cm->rank, cm->world, &begin, &end);
+        const long n = end - begin;
+        dt_gather_batch(&tr->train, tr->perm + i * B + begin, n, (float)tr->mean,
+                        (float)tr->std, tr->x, tr->y);
+        double t1 = dt_comm_time();
+
+        double loss_sum = 0;
+        dt_model_zero_grads(tr->model);
+        if (n > 0) dt_model_forward(tr->model, tr->x, tr->y, n, &loss_sum, NULL);
+        double t2 = dt_comm_time();
+        if (n > 0) dt_model_backward(tr->model, NULL, NULL);
+        double t3 = dt_comm_time();
+
+        /* A rank with an empty shard joins with zeros (SPEC step 1). */
+        dt_comm_allreduce_sum(g, n_params);
+        double t4 = dt_comm_time();
+
+        const float inv_b = 1.0f / (float)b;
+        for (size_t j = 0; j < n_params; j++) g[j] *= inv_b;
+        double lr = dt_sched_lr(&tr->sched, tr->opt.t);
+        bool finite = dt_all_finite(g, n_params);
+        if (finite) {
+            dt_optim_preprocess(&tr->opt, w, g);
+            dt_optim_step(&tr->opt, w, g, lr);
+        }
+        double t5 = dt_comm_time();
+        tr->time.data += t1 - t0;
+        tr->time.forward += t2 - t1;
+        tr->time.backward += t3 - t2;
+        tr->time.comm += t4 - t3;
+        tr->time.optimizer += t5 - t4;
+        train_t += t5 - t0;
+        window_comm += t4 - t3;
+        window_samples += b;
+        res->samples += (double)b;
+
+        if (!finite) {
+            /* Every rank holds the same averaged gradient, so every rank
+             * takes this branch at the same step: no extra collective. */
+            if (c->optimizer.nonfinite == DT_NONFINITE_ABORT)
+                return dt_fail(err, DT_EDIVERGED,
+                               "step %ld: non-finite gradient (NaN or Inf); the run diverged "
+                               "(optimizer.nonfinite: abort; lower optimizer.lr or set "
+                               "nonfinite: skip)",
+                               step);
+            res->skipped++;
+            if (tr->metrics) dt_metrics_skip(tr->metrics, step, (int)epoch + 1, res->skipped);
+        }
+
+        if (c->comm.check_replicas_every > 0 && step % c->comm.check_replicas_every == 0) {
+            uint64_t h = dt_fnv1a64(DT_FNV_INIT, w, n_params * sizeof *w);
+            if (!dt_comm_all_equal_u64(h))
+                return dt_fail(err, DT_EINTERNAL,
+                               "step %ld: replica check failed: the parameters differ across "
+                               "ranks",
+                               step);
+        }
+
+        const bool epoch_end = i == tr->upe - 1;
+        if (step % c->train.log_every == 0 || step == tr->total_steps) {
+            double sum = loss_sum;
+            dt_comm_allreduce_sum_d(&sum, 1);
+            res->train_loss = sum / (double)b;
+            double now = dt_comm_time(), span = now - window_t0;
+            if (tr->metrics) {
+                dt_train_record r = {
+                    .step = step,
+                    .epoch = (int)epoch + 1,
+                    .progress = (double)step / (double)tr->upe,
+                    .total_steps = tr->total_steps,
+                    .loss = res->train_loss,
+                    .lr = lr,
+                    .samples_per_second = span > 0 ? (double)window_samples / span : 0,
+                    .comm_share = span > 0 ? window_comm / span : 0,
+                };
+                dt_metrics_train(tr->metrics, &r);
+            }
+            window_t0 = dt_comm_time();
+            window_comm = 0;
+            window_samples = 0;
+        }
+        if (epoch_end || step == tr->total_steps) {
+            bool last = step == tr->total_steps;
+            bool due = c->train.eval_every > 0 && epoch_end && (epoch + 1) % c->train.eval_every == 0;
+            if (due || last) {
+                double t_eval0 = dt_comm_time();
+                evaluate(tr, &res->test_loss, &res->test_accuracy);
+                if (tr->metrics) {
+                    dt_eval_record r = {
+                        .step = step,
+                        .epoch = (int)(epoch_end ? epoch + 1 : epoch),
+                        .progress = (double)step / (double)tr->upe,
+                        .test_loss = res->test_loss,
+                        .test_accuracy = res->test_accuracy,
+                    };
+                    dt_metrics_eval(tr->metrics, &r);
+                }
+                evaluated_at_end = last;
+                window_t0 += dt_comm_time() - t_eval0; /* evaluation is not training */
+            }
+        }
+    }
+    res->loop_allocations = dt_alloc_count() - allocs_before;
+    res->train_seconds = train_t;
+    (void)evaluated_at_end;
+    (void)in_size;
+    return DT_OK;
+}
+
+/* ---- the run ----------------------------------------------------------------- */
+
+static void print_plan(const trainer *tr)
+{
+    const dt_config *c = &tr->cfg;
+    long b = c->train.global_batch;
+    printf("plan: %s: %zu parameters, %ld train / %ld test samples, %ld updates (%ld per "
+           "epoch) of global batch %ld on %d rank%s (%ld-%ld per rank), %s lr %g, %s schedule; "
+           "out_dir %s\n",
+           c->run.name, dt_model_param_count(tr->model), tr->train.n, tr->test.n,
+           tr->total_steps, tr->upe, b, tr->comm->world, tr->comm->world == 1 ? "" : "s",
+           b / tr->comm->world, (b + tr->comm->world - 1) / tr->comm->world,
+           dt_optimizer_str(c->optimizer.name), c->optimizer.lr,
+           dt_sched_str(c->scheduler.name), c->run.out_dir);
+}
+
+/* Agree on a verdict; on failure rank 0 prints the one error line. */
+static dt_status agree(const trainer *tr, dt_status st, dt_error *err)
+{
+    st = dt_comm_agree(tr->comm, st, err);
+    if (st && tr->comm->rank == 0) {
+        fprintf(stderr, "dtrain: %s\n", err->msg);
+        fflush(stderr);
+    }
+    return st;
+}
+
+dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
+{
+    static trainer tr; /* large (the config); one run per process */
+    memset(&tr, 0, sizeof tr);
+    tr.comm = comm;
+    dt_error err = {0};
+    const bool root = comm->rank == 0;
+
+    dt_status st = dt_config_load(opt->config_path, opt->sets, opt->n_sets, &tr.cfg, &err);
+    if ((st = agree(&tr, st, &err))) goto done;
+    if (opt->print_config) {
+        if (root) dt_config_write_yaml(&tr.cfg, stdout);
+        if (!opt->check_only) goto done;
+    }
+    /* The model's shapes are part of the configuration: check them before
+     * reading any data. Outputs bound the label range. */
+    {
+        dt_model *probe = NULL;
+        st = dt_model_create(tr.cfg.model.layers, tr.cfg.model.n_layers, tr.cfg.model.input, 1,
+                             tr.cfg.source, &probe, &err);
+        int outputs = st ? 0 : dt_model_outputs(probe);
+        dt_model_free(probe);
+        if ((st = agree(&tr, st, &err))) goto done;
+        st = load_data(&tr, outputs, &err);
+    }
+    if ((st = agree(&tr, st, &err))) goto done;
+    st = resolve_lengths(&tr, &err);
+    if (st == DT_OK) st = build(&tr, &err);
+    if ((st = agree(&tr, st, &err))) goto done;
+
+    tr.threads = dt_runtime_pick_threads(tr.cfg.runtime.threads, comm->local_size);
+    dt_runtime_set_threads(tr.threads);
+
+    if (opt->check_only) {
+        if (root) print_plan(&tr);
+        goto done;
+    }
+
+    /* Output folder and files: rank 0's, after everything was validated. */
+    if (root) {
+        st = make_out_dir(tr.cfg.run.out_dir, &err);
+        if (st == DT_OK) st = write_resolved_config(&tr.cfg, &err);
+        if (st == DT_OK) st = dt_metrics_open(&tr.metrics, tr.cfg.run.out_dir, false, stdout, &err);
+    }
+    if ((st = agree(&tr, st, &err))) goto done;
+
+    if (tr.metrics) {
+        char layout[4096];
+        dt_model_describe(tr.model, layout, sizeof layout);
+        dt_metrics_note(tr.metrics,
+                        "dtrain: %s: %d rank%s on %d node%s, %d BLAS thread%s per rank (OpenBLAS "
+                        "%s), %zu parameters",
+                        tr.cfg.run.name, comm->world, comm->world == 1 ? "" : "s", comm->nodes,
+                        comm->nodes == 1 ? "" : "s", tr.threads, tr.threads == 1 ? "" : "s",
+                        dt_runtime_blas_core(), dt_model_param_count(tr.model));
+        dt_metrics_note(tr.metrics, "%s", layout);
+        dt_metrics_note(tr.metrics,
+                        "%ld train / %ld test samples, %ld updates of %ld (%ld per epoch), %s "
+                        "lr %g, %s schedule -> %s",
+                        tr.train.n, tr.test.n, tr.total_steps, tr.cfg.train.global_batch,
+                        tr.upe, dt_optimizer_str(tr.cfg.optimizer.name), tr.cfg.optimizer.lr,
+                        dt_sched_str(tr.cfg.scheduler.name), tr.cfg.run.out_dir);
+    }
+
+    double wall0 = dt_comm_time();
+    run_result res = {0};
+    st = train_loop(&tr, &res, &err);
+    if ((st = agree(&tr, st, &err))) goto done;
+    double wall = dt_comm_time() - wall0;
+
+    const float *w = dt_model_params(tr.model);
+    uint64_t checksum = dt_fnv1a64(DT_FNV_INIT, w, dt_model_param_count(tr.model) * sizeof *w);
+    if (root) {
+        dt_summary s = {
+            .name = tr.cfg.run.name,
+            .test_accuracy = res.test_accuracy,
+            .test_loss = res.test_loss,
+            .train_loss = res.train_loss,
+            .steps = tr.total_steps,
+            .skipped_updates = res.skipped,
+            .epochs = (double)tr.total_steps / (double)tr.upe,
+            .world_size = comm->world,
+            .nodes = comm->nodes,
+            .threads = tr.threads,
+            .global_batch = tr.cfg.train.global_batch,
+            .wall_seconds = wall,
+            .samples_per_second = res.train_seconds > 0
+                                      ? res.samples / res.train_seconds
+                                      : 0,
+            .t_data = tr.time.data,
+            .t_forward = tr.time.forward,
+            .t_backward = tr.time.backward,
+            .t_comm = tr.time.comm,
+            .t_optimizer = tr.time.optimizer,
+            .t_eval = tr.time.eval,
+            .param_checksum = checksum,
+            .blas_core = dt_runtime_blas_core(),
+            .loop_allocations = res.loop_allocations,
+        };
+        st = dt_metrics_write_summary(tr.metrics, &s, &err);
+        if (st == DT_OK)
+            dt_metrics_note(tr.metrics,
+                            "done: test_accuracy %.4f  test_loss %.4f  %.0f samples/s  %.1f s  "
+                            "param_checksum %016llx",
+                            s.test_accuracy, s.test_loss, s.samples_per_second, wall,
+                            (unsigned long long)checksum);
+    }
+    st = agree(&tr, st, &err);
+
+done:
+    trainer_free(&tr);
+    return st;
+}

@@ -1,0 +1,41 @@
+/* comm.h - everything dtrain does with MPI.
+ *
+ * Start-up and shutdown, world and node layout, the one verdict every rank
+ * agrees on before it acts on an error, the gradient allreduce, and the
+ * replica check. Only comm and train call MPI; no other module links it. */
+#ifndef DTRAIN_COMM_H
+#define DTRAIN_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtrain/common.h"
+
+typedef struct {
+    int rank, world;           /* in MPI_COMM_WORLD */
+    int local_rank, local_size; /* on this node (MPI_Comm_split_type SHARED) */
+    int nodes;                 /* number of distinct nodes */
+} dt_comm;
+
+/* MPI_Init_thread (funneled), fills c, installs MPI_Abort as the abort hook
+ * of DT_BUG. Returns DT_EINTERNAL if MPI cannot start. */
+dt_status dt_comm_init(int *argc, char ***argv, dt_comm *c);
+void dt_comm_finalize(void);
+
+/* Every rank passes its own status and error; all return the same verdict:
+ * DT_OK if every rank is fine, else the status of the lowest failing rank,
+ * whose message is copied into err on every rank. One collective. */
+dt_status dt_comm_agree(const dt_comm *c, dt_status local, dt_error *err);
+
+/* In-place sum over all ranks of n floats. */
+void dt_comm_allreduce_sum(float *buf, size_t n);
+/* In-place sum of n doubles (small: losses, counts). */
+void dt_comm_allreduce_sum_d(double *buf, size_t n);
+
+/* True iff `value` is the same on every rank (one allreduce of min and max). */
+int dt_comm_all_equal_u64(uint64_t value);
+
+void dt_comm_barrier(void);
+double dt_comm_time(void); /* MPI_Wtime */
+
+#endif

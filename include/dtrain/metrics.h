@@ -1,0 +1,68 @@
+/* metrics.h - what rank 0 tells the user and the tools.
+ *
+ * The progress line on stdout (a bar redrawn in place on a terminal, plain
+ * lines otherwise, e.g. in Slurm logs), out_dir/metrics.jsonl (one JSON
+ * object per logged update and per evaluation, flushed as written so a
+ * killed job keeps its curve) and out_dir/summary.json (written to a
+ * temporary file and renamed, so it is either complete or absent).
+ * Field names are the contract of CONFIG.md "Outputs". */
+#ifndef DTRAIN_METRICS_H
+#define DTRAIN_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dtrain/common.h"
+
+typedef struct {
+    long step;           /* updates applied or skipped so far (t) */
+    int epoch;           /* the epoch this update belongs to, from 1 */
+    double progress;     /* epochs done, fractional */
+    long total_steps;
+    double loss, lr, samples_per_second;
+    double comm_share;   /* exposed communication / step time, 0..1 */
+} dt_train_record;
+
+typedef struct {
+    long step;
+    int epoch;           /* epochs completed when evaluated */
+    double progress;
+    double test_loss, test_accuracy;
+} dt_eval_record;
+
+typedef struct {
+    double test_accuracy, test_loss, train_loss;
+    long steps, skipped_updates;
+    double epochs;
+    int world_size, nodes, threads;
+    long global_batch;
+    double wall_seconds, samples_per_second;
+    /* seconds per phase, rank 0's */
+    double t_data, t_forward, t_backward, t_comm, t_optimizer, t_eval;
+    uint64_t param_checksum;
+    uint64_t loop_allocations; /* dt_ allocations inside the training loop (must be 0) */
+    const char *blas_core;
+    const char *name;
+} dt_summary;
+
+typedef struct dt_metrics dt_metrics;
+
+/* Open out_dir/metrics.jsonl for writing (truncating, or appending when
+ * `append`). progress: where the progress line goes (stdout), drawn as a bar
+ * if it is a terminal. */
+dt_status dt_metrics_open(dt_metrics **out, const char *out_dir, bool append, FILE *progress,
+                          dt_error *err);
+void dt_metrics_train(dt_metrics *m, const dt_train_record *r);
+void dt_metrics_eval(dt_metrics *m, const dt_eval_record *r);
+/* A non-finite gradient skipped under nonfinite: skip. */
+void dt_metrics_skip(dt_metrics *m, long step, int epoch, long skipped_total);
+/* A free-form line on the progress stream (start-up facts). */
+void dt_metrics_note(dt_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+dt_status dt_metrics_write_summary(dt_metrics *m, const dt_summary *s, dt_error *err);
+void dt_metrics_close(dt_metrics *m);
+
+/* JSON helpers also used elsewhere: a number (null when not finite). */
+void dt_json_number(FILE *f, double v);
+
+#endif

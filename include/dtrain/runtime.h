@@ -1,0 +1,25 @@
+/* runtime.h - the machine under the trainer: BLAS kernel and threads.
+ *
+ * OpenBLAS 0.3.21 (Debian 12) does not recognise recent CPUs and silently
+ * falls back to its SSE3 "Prescott" kernels, 4-5x slower than the AVX-512
+ * ones. dt_runtime_fix_blas_kernel re-executes the process once with
+ * OPENBLAS_CORETYPE set when that happened on a CPU that has AVX-512 (or
+ * AVX2), before MPI is started, so users get the fast kernel with no
+ * variable to remember. DTRAIN_BLAS_REEXEC=0 turns this off. */
+#ifndef DTRAIN_RUNTIME_H
+#define DTRAIN_RUNTIME_H
+
+/* Call first thing in main. Returns only if no re-exec was needed (or it
+ * failed, in which case the slow kernel is used and reported). */
+void dt_runtime_fix_blas_kernel(char **argv);
+
+/* The OpenBLAS core in use, e.g. "SkylakeX" or "Prescott". */
+const char *dt_runtime_blas_core(void);
+
+/* Threads for one rank: `requested` if > 0, else the node's cores divided
+ * by the ranks on the node, capped by the CPUs this process may run on,
+ * at least 1. */
+int dt_runtime_pick_threads(long requested, int local_ranks);
+void dt_runtime_set_threads(int threads);
+
+#endif

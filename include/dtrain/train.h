@@ -1,0 +1,26 @@
+/* train.h - one training run: the loop that wires config, data, nn, optim,
+ * sched, comm and metrics together, plus evaluation and timing.
+ *
+ * Every rank calls dt_train_run with the same options; each returns the
+ * same exit status (DESIGN.md): 0 done, 2 bad configuration, 3 bad data or
+ * checkpoint, 4 diverged under nonfinite: abort, 1 anything else. Only rank
+ * 0 prints (the error line on stderr, progress on stdout) and writes files. */
+#ifndef DTRAIN_TRAIN_H
+#define DTRAIN_TRAIN_H
+
+#include <stdbool.h>
+
+#include "dtrain/comm.h"
+#include "dtrain/common.h"
+
+typedef struct {
+    const char *config_path;
+    const char *const *sets; /* "--set" KEY=VALUE strings, in order */
+    int n_sets;
+    bool check_only;         /* validate config + data, print the plan, exit */
+    bool print_config;       /* print the resolved config, exit */
+} dt_run_options;
+
+dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt);
+
+#endif

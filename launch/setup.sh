@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# setup.sh - set up dtrain on a fresh Debian 12 machine, then train or test.
+#
+#   launch/setup.sh train   install, build, train the default model on 2 ranks
+#   launch/setup.sh test    install, build, run the whole test suite, then
+#                           again built with AddressSanitizer + UBSan
+#
+# Installs the Debian packages that are missing (as root, or through sudo),
+# configures and builds with CMake into build/ (build-asan/ for the
+# sanitizer run). NP=4 launch/setup.sh train uses 4 ranks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
+          libyaml-dev check zlib1g-dev dataset-fashion-mnist)
+
+install_packages() {
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    echo "setup: installing ${missing[*]}"
+    "${sudo[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+build() { # build DIR [cmake options]
+    local dir=$1
+    shift
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@"
+    cmake --build "$dir" -j "$(nproc)"
+}
+
+# Open MPI refuses root unless told; CI and containers run as root.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+case "${1:-}" in
+train)
+    install_packages
+    build build
+    mpirun --oversubscribe -np "${NP:-2}" build/dtrain configs/fashion_mnist_mlp.yaml
+    ;;
+test)
+    install_packages
+    build build
+    (cd build && ctest --output-on-failure -j 2 --timeout 900)
+    build build-asan -DDTRAIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    (cd build-asan && ctest --output-on-failure -j 2 --timeout 1500)
+    ;;
+*)
+    echo "usage: launch/setup.sh train|test" >&2
+    exit 2
+    ;;
+esac
