@@ -1,2 +1,79 @@
-/* dense.c - not written yet. */
-typedef int dt_placeholder_;
+/* dense.c - fully connected layer over a batch, on OpenBLAS sgemm.
+ *
+ * W is [out][in] row-major (PyTorch), so with x [B][in] the batch forward is
+ * one GEMM y = x W^T, followed by a single epilogue pass adding the bias and
+ * applying a fused activation. Backward is two GEMMs: dW += dz^T x (beta 1:
+ * accumulation, as the contract asks) and dx = dz W (beta 0), plus db +=
+ * column sums of dz. The input of a dense layer after a conv/pool layer is
+ * the flattened NCHW sample, so "flatten" costs nothing. */
+#include <cblas.h>
+#include <limits.h>
+#include <stdio.h>
+
+#include "layers.h"
+
+void nn_dense_forward(float *y, const float *x, const float *w, const float *b, long B, int in,
+                      int out, nn_act act)
+{
+    if (B <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, out, in, 1.0f, x, in, w, in,
+                0.0f, y, out);
+    nn_act_bias_rows(act, y, b, B, out);
+}
+
+void nn_dense_backward(float *dx, float *dw, float *db, float *dy, const float *y,
+                       const float *x, const float *w, long B, int in, int out, nn_act act)
+{
+    if (B <= 0) return;
+    if (act != NN_ACT_NONE) nn_act_backward(act, dy, dy, y, B * out); /* dy becomes dz */
+    for (long r = 0; r < B; r++) {
+        const float *dr = dy + r * out;
+        for (int j = 0; j < out; j++) db[j] += dr[j];
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)B, 1.0f, dy, out, x, in,
+                1.0f, dw, in);
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, in, out, 1.0f, dy, out, w,
+                    in, 0.0f, dx, in);
+}
+
+/* ---- the kind ------------------------------------------------------------ */
+static int dense_setup(nn_layer *l, char *why, size_t why_size)
+{
+    int units = l->spec.units;
+    if (units < 1) {
+        snprintf(why, why_size, "needs a positive number of units, got %d", units);
+        return -1;
+    }
+    if (l->in_size > INT_MAX) { /* cannot happen: the model caps sizes */
+        snprintf(why, why_size, "input of %ld values is too large", l->in_size);
+        return -1;
+    }
+    l->out = (nn_shape){units, 1, 1, true};
+    l->n_w = (size_t)units * (size_t)l->in_size;
+    l->n_b = (size_t)units;
+    l->fan_in = l->in_size;
+    l->fan_out = units;
+    l->macs = (double)units * (double)l->in_size;
+    return 0;
+}
+
+static void dense_fwd(nn_layer *l, long n)
+{
+    nn_dense_forward(l->y, l->x, l->w, l->b, n, (int)l->in_size, (int)l->out_size, l->act);
+}
+
+static void dense_bwd(nn_layer *l, long n)
+{
+    nn_dense_backward(l->dx, l->dw, l->db, l->dy, l->y, l->x, l->w, n, (int)l->in_size,
+                      (int)l->out_size, l->act);
+}
+
+static void dense_label(const nn_layer *l, char *buf, size_t size)
+{
+    snprintf(buf, size, "dense %d", l->spec.units);
+}
+
+const nn_kind nn_kind_dense = {.name = "dense", .fuses_act = true, .setup = dense_setup,
+                               .forward = dense_fwd, .backward = dense_bwd,
+                               .label = dense_label};

@@ -1,0 +1,164 @@
+/* layers.h - the nn module's inside: the per-kind kernels (shapes in the
+ * signature, llm.c style), the layer-kind table, and the model struct.
+ * Internal to src/nn; tests include it to call the kernels directly.
+ *
+ * Kernel conventions (all tensors row-major float, batch first):
+ *  - x is a layer's input, y its output, dy = dL/dy, dx = dL/dx.
+ *  - backward ACCUMULATES (+=) into dw and db (gradients of the SUM of the
+ *    per-sample losses) and OVERWRITES dx. dx == NULL skips the input
+ *    gradient (the first parameterised layer has nobody to pass it to).
+ *  - An activation `act` fused into dense/conv is applied to the output in
+ *    forward (y = act(Wx + b)); in backward the kernel first forms
+ *    dz = dy * act'(y) from the post-activation y. Activation derivatives
+ *    are written in terms of y only (relu: y > 0, sigmoid: y(1-y),
+ *    tanh: 1-y^2), which is what lets activations run in place.
+ *  - Nothing here allocates; conv takes a caller-provided workspace. */
+#ifndef DTRAIN_NN_LAYERS_H
+#define DTRAIN_NN_LAYERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtrain/nn.h"
+
+typedef enum { NN_ACT_NONE, NN_ACT_RELU, NN_ACT_SIGMOID, NN_ACT_TANH } nn_act;
+
+/* ---- activation.c ------------------------------------------------------- */
+/* y = act(x) elementwise; y may equal x. */
+void nn_act_forward(nn_act act, float *y, const float *x, long n);
+/* dx = dy * act'(.) with y the forward OUTPUT; dx may equal dy.
+ * NN_ACT_NONE copies (or does nothing when dx == dy). */
+void nn_act_backward(nn_act act, float *dx, const float *dy, const float *y, long n);
+/* y[r][j] = act(y[r][j] + b[j]) in place: the dense epilogue. */
+void nn_act_bias_rows(nn_act act, float *y, const float *b, long rows, int cols);
+/* y[i] = act(z[i] + b) for one scalar bias: the conv epilogue (y may equal z). */
+void nn_act_bias_scalar(nn_act act, float *y, const float *z, float b, long n);
+
+/* ---- dense.c: W [out][in], y = x W^T + b over a batch of B rows --------- */
+void nn_dense_forward(float *y, const float *x, const float *w, const float *b, long B, int in,
+                      int out, nn_act act);
+/* dy is turned into dz in place when act != NONE (y is then required). */
+void nn_dense_backward(float *dx, float *dw, float *db, float *dy, const float *y,
+                       const float *x, const float *w, long B, int in, int out, nn_act act);
+
+/* ---- conv.c: NCHW, weights [out_c][in_c][kh][kw], cross-correlation ----- */
+typedef struct {
+    int c, h, w;                    /* input channels and plane */
+    int out_c, kh, kw, stride, pad; /* zero padding on every side */
+    int oh, ow;                     /* floor((h + 2 pad - kh) / stride) + 1, same for w */
+} nn_conv_geom;
+
+/* Fill oh, ow from the rest; 0, or -1 when the kernel does not fit. */
+int nn_conv_geom_init(nn_conv_geom *g);
+/* Floats of workspace the kernels need when they im2col `chunk` samples
+ * at a time (chunk >= 1; results do not depend on it). */
+size_t nn_conv_workspace(const nn_conv_geom *g, long chunk);
+void nn_conv_forward(float *y, const float *x, const float *w, const float *b, long B,
+                     const nn_conv_geom *g, nn_act act, float *ws, long chunk);
+/* dy is read-only here (dz lives in the workspace). */
+void nn_conv_backward(float *dx, float *dw, float *db, const float *dy, const float *y,
+                      const float *x, const float *w, long B, const nn_conv_geom *g, nn_act act,
+                      float *ws, long chunk);
+
+/* ---- maxpool.c: per channel plane h x w -> oh x ow ---------------------- */
+/* idx[n][c][i][j] = offset inside the input plane of the window's FIRST
+ * maximum in row-major order (what backward routes the gradient to). */
+void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, int h, int w,
+                        int size, int stride, int oh, int ow);
+/* dx is overwritten (zeros outside the maxima; overlapping windows add). */
+void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B, int c, int h,
+                         int w, int oh, int ow);
+
+/* ---- softmax_ce.c: the loss head on logits z [B][C] --------------------- */
+/* Adds sum over samples of logsumexp(z) - z[label] (in double) to *loss_sum
+ * and the number of samples whose first argmax equals the label to *correct
+ * (either may be NULL). */
+void nn_softmax_ce_forward(const float *z, const int *labels, long B, int C, double *loss_sum,
+                           long *correct);
+/* dz = softmax(z) - onehot(label): the gradient of the SUMMED loss. */
+void nn_softmax_ce_backward(float *dz, const float *z, const int *labels, long B, int C);
+
+/* ---- the layer table ----------------------------------------------------
+ * A kind is one nn_kind (defined next to its kernels) plus one line in
+ * model.c's table. setup() infers and validates the output shape and
+ * fills the layer's sizes; forward()/backward() adapt the layer record to
+ * the kernel's signature. */
+typedef struct {
+    int c, h, w;
+    bool flat; /* after dense/flatten: a vector of c values, not an image */
+} nn_shape;
+
+typedef struct nn_layer nn_layer;
+
+typedef struct {
+    const char *name;   /* as in the config: "dense", "conv", ... */
+    nn_act act;         /* activation kinds: which one; NONE otherwise */
+    bool in_place;      /* output is the input buffer (activations, flatten) */
+    bool fuses_act;     /* a following activation can run in this layer's epilogue */
+    /* l->spec, l->in, l->in_is_input are set; fill l->out, n_w, n_b, fan_in,
+     * fan_out, macs, ws_floats, n_idx. 0, or -1 with what is wrong in why. */
+    int (*setup)(nn_layer *l, char *why, size_t why_size);
+    void (*forward)(nn_layer *l, long n);
+    void (*backward)(nn_layer *l, long n);
+    /* "conv 6x5x5 s1 p2", "dense 256", "relu" */
+    void (*label)(const nn_layer *l, char *buf, size_t size);
+} nn_kind;
+
+extern const nn_kind nn_kind_dense, nn_kind_relu, nn_kind_sigmoid, nn_kind_tanh,
+    nn_kind_flatten, nn_kind_conv, nn_kind_maxpool;
+
+/* Samples per im2col chunk: as many as keep one chunk's columns within this
+ * many floats (256 KB: col and Z stay in L2). Measured on LeNet at batch
+ * 128, 1 thread: chunks of 2-8 samples beat 1 (wider GEMMs) and beat 16-128
+ * (col falls out of cache) by 1.3-2x on conv1; see conv.c. */
+#define NN_CONV_COL_BUDGET (1L << 16)
+
+struct nn_layer {
+    const nn_kind *kind;
+    dt_layer_spec spec;
+    nn_shape in, out;
+    long in_size, out_size; /* floats per sample */
+    long max_batch;         /* samples per call at most (set before setup) */
+    bool in_is_input;       /* reads the model input (nothing before but flatten) */
+    bool need_dx;           /* some parameterised layer lies before this one */
+    bool fused;             /* activation computed by the previous layer's epilogue */
+    nn_act act;             /* activation fused into this layer */
+
+    size_t off, n_w, n_b;   /* weights at off, bias at off + n_w (arena floats) */
+    long fan_in, fan_out;
+    double macs;            /* multiply-adds of one sample's forward */
+    size_t ws_floats;       /* conv workspace need */
+    size_t n_idx;           /* maxpool argmax entries per sample */
+    nn_conv_geom conv;
+    long chunk;             /* conv: samples per im2col chunk */
+
+    float *w, *b, *dw, *db;
+    const float *x;         /* input (set by each forward) */
+    float *y;               /* output; the input buffer for in-place kinds */
+    float *dx, *dy;         /* dx == dy for in-place kinds; dx NULL if !need_dx */
+    int32_t *idx;
+    float *ws;
+};
+
+struct dt_model {
+    int n_layers;
+    nn_layer layers[DT_MAX_LAYERS];
+    int first_param; /* backward stops here */
+    nn_shape input;
+    long input_size, max_batch;
+    int outputs;
+    size_t n_params;
+    double flops;
+    float *params, *grads; /* the two arenas (64-byte aligned) */
+    float *acts;           /* every non-in-place layer's output, max_batch rows */
+    float *dbuf[2];        /* ping-pong gradient buffers for backward */
+    int32_t *idx;          /* maxpool argmax indices */
+    float *ws;             /* conv im2col workspace, shared */
+    int *labels;           /* copy of the last forward's labels */
+    bool have_labels;
+    long n;                /* samples of the last forward; -1 before any */
+    const float *logits;   /* output of the last layer (set by forward) */
+};
+
+#endif
