@@ -170,7 +170,7 @@ static dt_status idx_read(idx_file *r, void *dst, size_t n, size_t *got, dt_erro
     }
     while (done < n && !r->z_done) {
         if (r->zs.avail_in == 0) {
-            size_t added;
+            size_t added = 0;
             dt_status st = gz_refill(r, &added, err);
             if (st) return st;
             if (!added)

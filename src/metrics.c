@@ -6,7 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
+#include <unistd.h> /* fsync */
 
 struct dt_metrics {
     FILE *jsonl;
@@ -25,7 +25,7 @@ void dt_json_number(FILE *f, double v)
 }
 
 dt_status dt_metrics_open(dt_metrics **out, const char *out_dir, bool append, FILE *progress,
-                          dt_error *err)
+                          bool bar, dt_error *err)
 {
     dt_metrics *m = dt_calloc(1, sizeof *m);
     if (!m) return dt_fail(err, DT_EINTERNAL, "out of memory");
@@ -39,7 +39,7 @@ dt_status dt_metrics_open(dt_metrics **out, const char *out_dir, bool append, FI
         return dt_fail(err, DT_EINTERNAL, "cannot write %s: %s", path, strerror(e));
     }
     m->progress = progress;
-    m->bar = progress && isatty(fileno(progress));
+    m->bar = progress && bar;
     *out = m;
     return DT_OK;
 }

@@ -129,8 +129,10 @@ static dt_status resolve_lengths(trainer *tr, dt_error *err)
     s->n_milestones = c->scheduler.n_milestones;
     for (int i = 0; i < s->n_milestones; i++)
         s->milestones[i] = c->scheduler.milestones[i] * (c->scheduler.milestones_in_epochs ? tr->upe : 1);
+    /* max unset = the run length; a run that ends inside its warmup never
+     * reaches the decay, so only an explicit max_steps <= warmup is wrong. */
     s->max_steps = c->scheduler.max.set ? dt_duration_steps(c->scheduler.max, tr->upe)
-                                        : tr->total_steps;
+                                        : DT_MAX(tr->total_steps, s->warmup_steps + 1);
     s->final_lr = c->scheduler.final_lr;
     s->power = c->scheduler.power;
     if ((s->name == DT_SCHED_COSINE || s->name == DT_SCHED_POLY) &&
@@ -462,7 +464,8 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
     if (root) {
         st = make_out_dir(tr.cfg.run.out_dir, &err);
         if (st == DT_OK) st = write_resolved_config(&tr.cfg, &err);
-        if (st == DT_OK) st = dt_metrics_open(&tr.metrics, tr.cfg.run.out_dir, false, stdout, &err);
+        if (st == DT_OK) st = dt_metrics_open(&tr.metrics, tr.cfg.run.out_dir, false, stdout,
+                                 dt_runtime_progress_bar(), &err);
     }
     if ((st = agree(&tr, st, &err))) goto done;
 

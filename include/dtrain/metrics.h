@@ -49,10 +49,10 @@ typedef struct {
 typedef struct dt_metrics dt_metrics;
 
 /* Open out_dir/metrics.jsonl for writing (truncating, or appending when
- * `append`). progress: where the progress line goes (stdout), drawn as a bar
- * if it is a terminal. */
+ * `append`). progress: where the progress line goes (stdout; NULL for none),
+ * redrawn in place as a bar when `bar`, else one line per record. */
 dt_status dt_metrics_open(dt_metrics **out, const char *out_dir, bool append, FILE *progress,
-                          dt_error *err);
+                          bool bar, dt_error *err);
 void dt_metrics_train(dt_metrics *m, const dt_train_record *r);
 void dt_metrics_eval(dt_metrics *m, const dt_eval_record *r);
 /* A non-finite gradient skipped under nonfinite: skip. */

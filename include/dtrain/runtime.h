@@ -9,6 +9,8 @@
 #ifndef DTRAIN_RUNTIME_H
 #define DTRAIN_RUNTIME_H
 
+#include <stdbool.h>
+
 /* Call first thing in main. Returns only if no re-exec was needed (or it
  * failed, in which case the slow kernel is used and reported). */
 void dt_runtime_fix_blas_kernel(char **argv);
@@ -21,5 +23,11 @@ const char *dt_runtime_blas_core(void);
  * at least 1. */
 int dt_runtime_pick_threads(long requested, int local_ranks);
 void dt_runtime_set_threads(int threads);
+
+/* Draw the progress bar (true) or plain lines? DTRAIN_PROGRESS=bar|lines
+ * decides; otherwise a bar only when the user's terminal is stdout: under
+ * mpirun every rank's stdout is a pseudo-terminal, so the launcher's stdout
+ * is what counts; under Slurm, lines. */
+bool dt_runtime_progress_bar(void);
 
 #endif

@@ -1,9 +1,11 @@
-/* blas_runtime.c - BLAS kernel selection and thread count (see runtime.h). */
+/* runtime.c - BLAS kernel, thread count, terminal detection (see runtime.h). */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "dtrain/runtime.h"
 
 #include <cblas.h>
 #include <sched.h>
+#include <stdbool.h>
+#include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,3 +61,29 @@ int dt_runtime_pick_threads(long requested, int local_ranks)
 }
 
 void dt_runtime_set_threads(int threads) { openblas_set_num_threads(threads); }
+
+/* Is `fd` of process `pid` a terminal? Read through /proc, since the
+ * descriptor is not ours. */
+static bool proc_fd_is_terminal(pid_t pid, int fd)
+{
+    char link[64], target[256];
+    snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)pid, fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) return false;
+    target[n] = 0;
+    return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
+}
+
+bool dt_runtime_progress_bar(void)
+{
+    const char *mode = getenv("DTRAIN_PROGRESS");
+    if (mode && strcmp(mode, "bar") == 0) return true;
+    if (mode && strcmp(mode, "lines") == 0) return false;
+    if (!isatty(STDOUT_FILENO)) return false;
+    if (getenv("SLURM_JOB_ID")) return false; /* batch logs, even through srun --pty */
+    /* Open MPI gives every rank a pseudo-terminal as stdout, whatever mpirun
+     * writes to. A local launch has mpirun as parent: ask where its stdout
+     * goes. A remote rank's parent (orted) has no terminal: plain lines. */
+    if (getenv("OMPI_COMM_WORLD_SIZE")) return proc_fd_is_terminal(getppid(), STDOUT_FILENO);
+    return true;
+}
