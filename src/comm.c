@@ -81,6 +81,14 @@ void dt_comm_allreduce_sum_d(double *buf, size_t n)
     allreduce_chunks(buf, n, MPI_DOUBLE, sizeof(double));
 }
 
+void dt_comm_bcast(void *buf, size_t bytes, int root)
+{
+    const size_t chunk = (size_t)1 << 30;
+    for (size_t off = 0; off < bytes; off += chunk)
+        MPI_Bcast((char *)buf + off, (int)DT_MIN(chunk, bytes - off), MPI_BYTE, root,
+                  MPI_COMM_WORLD);
+}
+
 int dt_comm_all_equal_u64(uint64_t value)
 {
     uint64_t mm[2] = {value, ~value}, out[2];

@@ -1,6 +1,7 @@
 /* main.c - the command line of dtrain; everything else is in the library.
  *
- *   mpirun -np N dtrain [--set KEY=VALUE]... [--check] [--print-config] CONFIG.yaml
+ *   mpirun -np N dtrain [--set KEY=VALUE]... [--resume latest|PATH] [--check]
+ *                       [--print-config] CONFIG.yaml
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,13 +14,17 @@
 #define MAX_SETS 256
 
 static const char usage[] =
-    "usage: dtrain [--set KEY=VALUE]... [--check] [--print-config] CONFIG.yaml\n"
+    "usage: dtrain [--set KEY=VALUE]... [--resume latest|PATH] [--check] [--print-config]\n"
+    "              CONFIG.yaml\n"
     "  --set KEY=VALUE  override a config key (VALUE is YAML), e.g. --set optimizer.lr=0.05\n"
+    "  --resume latest  continue from the newest usable checkpoint in checkpoint.dir\n"
+    "  --resume PATH    continue from that checkpoint file\n"
     "  --check          validate the config and the data files, print the plan, exit\n"
     "  --print-config   print the resolved configuration (every default filled in), exit\n"
     "  --help           this text\n"
     "Run under MPI: mpirun -np 4 dtrain configs/fashion_mnist_mlp.yaml\n"
-    "Exit status: 0 done, 2 bad command line or config, 3 bad data, 4 diverged, 1 other.\n";
+    "Exit status: 0 done, 2 bad command line or config, 3 bad data or checkpoint,\n"
+    "4 diverged, 5 stopped by SIGTERM/SIGUSR1 after writing a checkpoint, 1 other.\n";
 
 typedef struct {
     dt_run_options run;
@@ -45,6 +50,10 @@ static dt_status parse_args(int argc, char **argv, cli *c, dt_error *err)
             if (c->run.n_sets == MAX_SETS)
                 return dt_fail(err, DT_ECONFIG, "too many --set options (at most %d)", MAX_SETS);
             c->sets[c->run.n_sets++] = kv;
+        } else if (strcmp(a, "--resume") == 0 || strncmp(a, "--resume=", 9) == 0) {
+            const char *what = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!what || !*what) return dt_fail(err, DT_ECONFIG, "--resume needs 'latest' or a path");
+            c->run.resume = what;
         } else if (a[0] == '-' && a[1] != 0) {
             return dt_fail(err, DT_ECONFIG, "unknown option '%s' (see dtrain --help)", a);
         } else if (c->run.config_path) {

@@ -18,11 +18,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dtrain/checkpoint.h"
 #include "dtrain/config.h"
 #include "dtrain/data.h"
 #include "dtrain/metrics.h"
@@ -265,25 +268,166 @@ typedef struct {
     uint64_t loop_allocations;
 } run_result;
 
-static dt_status train_loop(trainer *tr, run_result *res, dt_error *err)
+/* ---- checkpoints and stop requests ------------------------------------------ */
+
+static volatile sig_atomic_t stop_signal; /* the signal that asked for a stop */
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void install_stop_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* Hash of the resolved configuration minus the keys a resume may change
+ * (run length, logging, evaluation, checkpointing, communication, threads,
+ * names and paths): a checkpoint only resumes the run it belongs to. */
+static uint64_t config_hash(const dt_config *c)
+{
+    dt_config *k = dt_malloc(sizeof *k);
+    if (!k) return 0;
+    *k = *c;
+    memset(k->source, 0, sizeof k->source);
+    memset(k->run.name, 0, sizeof k->run.name);
+    memset(k->run.out_dir, 0, sizeof k->run.out_dir);
+    memset(k->data.dir, 0, sizeof k->data.dir);
+    memset(&k->train.length, 0, sizeof k->train.length);
+    k->train.eval_every = k->train.log_every = 0;
+    memset(&k->checkpoint, 0, sizeof k->checkpoint);
+    memset(&k->comm, 0, sizeof k->comm);
+    memset(&k->runtime, 0, sizeof k->runtime);
+    for (int i = 0; i < k->model.n_layers; i++) k->model.layers[i].line = k->model.layers[i].col = 0;
+    char *text = NULL;
+    size_t len = 0;
+    uint64_t h = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f) {
+        dt_config_write_yaml(k, f);
+        fclose(f);
+        h = dt_fnv1a64(DT_FNV_INIT, text, len);
+    }
+    free(text); /* open_memstream's buffer is libc's */
+    dt_free(k);
+    return h;
+}
+
+static uint64_t layout_hash(const dt_config *c, size_t n_params)
+{
+    uint64_t h = dt_fnv1a64(DT_FNV_INIT, c->model.input, sizeof c->model.input);
+    for (int i = 0; i < c->model.n_layers; i++) {
+        const dt_layer_spec *l = &c->model.layers[i];
+        int32_t f[7] = {(int32_t)l->kind, l->units, l->out_channels, l->kernel,
+                        l->stride, l->pad, l->size};
+        h = dt_fnv1a64(h, f, sizeof f);
+    }
+    uint64_t n = n_params;
+    return dt_fnv1a64(h, &n, sizeof n);
+}
+
+static void checkpoint_identity(const trainer *tr, dt_ckpt_header *h)
+{
+    memset(h, 0, sizeof *h);
+    h->layout_hash = layout_hash(&tr->cfg, dt_model_param_count(tr->model));
+    h->config_hash = config_hash(&tr->cfg);
+    h->n_params = dt_model_param_count(tr->model);
+    h->optimizer = (uint32_t)tr->opt.hp.name;
+    h->slots = (uint32_t)tr->opt.slots;
+    h->seed = tr->cfg.run.seed;
+}
+
+/* Rank 0 writes; every rank learns whether it worked (one collective). */
+static dt_status save_checkpoint(trainer *tr, long step, long skipped, dt_error *err)
+{
+    dt_status st = DT_OK;
+    if (tr->comm->rank == 0) {
+        dt_ckpt_header h;
+        checkpoint_identity(tr, &h);
+        h.step = step;
+        h.opt_t = tr->opt.t;
+        h.skipped = skipped;
+        h.world_size = (uint32_t)tr->comm->world;
+        const float *state[DT_CKPT_MAX_SLOTS] = {tr->opt.state[0], tr->opt.state[1]};
+        char path[DT_PATH_MAX + 64];
+        st = dt_ckpt_write(tr->cfg.checkpoint.dir, tr->cfg.checkpoint.keep, &h,
+                           dt_model_params(tr->model), state, path, sizeof path, err);
+        if (st == DT_OK && tr->metrics) dt_metrics_note(tr->metrics, "checkpoint: %s", path);
+    }
+    return dt_comm_agree(tr->comm, st, err);
+}
+
+static void warn_rank0(void *ctx, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "dtrain: warning: %s\n", msg);
+    fflush(stderr);
+}
+
+/* Rank 0 reads and verifies the checkpoint, every rank receives it. */
+static dt_status resume_from(trainer *tr, const char *what, long *first_step, long *skipped,
+                             dt_error *err)
+{
+    dt_ckpt_header want, got;
+    checkpoint_identity(tr, &want);
+    memset(&got, 0, sizeof got);
+    float *w = dt_model_params(tr->model);
+    float *state[DT_CKPT_MAX_SLOTS] = {tr->opt.state[0], tr->opt.state[1]};
+    char path[DT_PATH_MAX + 64] = "";
+    dt_status st = DT_OK;
+    if (tr->comm->rank == 0)
+        st = dt_ckpt_resume(what, tr->cfg.checkpoint.dir, &want, w, state, &got, path,
+                            sizeof path, warn_rank0, NULL, err);
+    st = dt_comm_agree(tr->comm, st, err);
+    if (st) return st;
+    const size_t n = dt_model_param_count(tr->model);
+    dt_comm_bcast(&got, sizeof got, 0);
+    dt_comm_bcast(w, n * sizeof *w, 0);
+    for (int k = 0; k < tr->opt.slots; k++) dt_comm_bcast(tr->opt.state[k], n * sizeof(float), 0);
+    tr->opt.t = got.opt_t;
+    *first_step = got.step + 1;
+    *skipped = got.skipped;
+    if (tr->comm->rank == 0)
+        printf("resumed from %s: step %lld, written by %u rank%s\n", path, (long long)got.step,
+               got.world_size, got.world_size == 1 ? "" : "s");
+    return DT_OK;
+}
+
+/* Is a checkpoint due after `step` (not counting the end and stop requests)? */
+static bool checkpoint_due(const trainer *tr, long step)
+{
+    dt_duration every = tr->cfg.checkpoint.every;
+    if (!every.set || every.value <= 0) return false;
+    if (every.in_epochs) return step % tr->upe == 0 && (step / tr->upe) % every.value == 0;
+    return step % every.value == 0;
+}
+
+/* ---- the loop ---------------------------------------------------------------- */
+
+static dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_error *err)
 {
     const dt_config *c = &tr->cfg;
     const dt_comm *cm = tr->comm;
     const long B = c->train.global_batch, N = tr->train.n;
     const size_t n_params = dt_model_param_count(tr->model);
     float *w = dt_model_params(tr->model), *g = dt_model_grads(tr->model);
-    const long in_size = dt_model_input_size(tr->model);
-    bool evaluated_at_end = false;
+    float *extra = dt_model_grad_extra(tr->model); /* [0] loss sum, [1] stop request */
     double window_t0 = dt_comm_time(), window_comm = 0;
     long window_samples = 0;
     double train_t = 0;
+    long last_checkpoint = first_step - 1;
 
     const uint64_t allocs_before = dt_alloc_count();
-    for (long step = 1; step <= tr->total_steps; step++) {
+    for (long step = first_step; step <= tr->total_steps; step++) {
         const long epoch = (step - 1) / tr->upe; /* 0-based */
         const long i = (step - 1) % tr->upe;     /* batch within the epoch */
         double t0 = dt_comm_time();
-        if (i == 0) dt_epoch_permutation(c->run.seed, (uint64_t)epoch, tr->perm, N);
+        if (i == 0 || step == first_step)
+            dt_epoch_permutation(c->run.seed, (uint64_t)epoch, tr->perm, N);
         const long b = DT_MIN(B, N - i * B); /* short only if !drop_last */
         long begin, end;
         dt_shard(b, cm->rank, cm->world, &begin, &end);
@@ -299,8 +443,14 @@ static dt_status train_loop(trainer *tr, run_result *res, dt_error *err)
         if (n > 0) dt_model_backward(tr->model, NULL, NULL);
         double t3 = dt_comm_time();
 
-        /* A rank with an empty shard joins with zeros (SPEC step 1). */
-        dt_comm_allreduce_sum(g, n_params);
+        /* One allreduce carries the gradient sums, the loss sum and any
+         * rank's stop request; a rank with an empty shard joins with zeros
+         * (SPEC step 1). */
+        extra[0] = (float)loss_sum;
+        extra[1] = stop_signal ? 1.0f : 0.0f;
+        dt_comm_allreduce_sum(g, n_params + DT_GRAD_EXTRA);
+        const double batch_loss = (double)extra[0] / (double)b;
+        const bool stop = extra[1] > 0;
         double t4 = dt_comm_time();
 
         const float inv_b = 1.0f / (float)b;
@@ -345,10 +495,8 @@ static dt_status train_loop(trainer *tr, run_result *res, dt_error *err)
         }
 
         const bool epoch_end = i == tr->upe - 1;
-        if (step % c->train.log_every == 0 || step == tr->total_steps) {
-            double sum = loss_sum;
-            dt_comm_allreduce_sum_d(&sum, 1);
-            res->train_loss = sum / (double)b;
+        if (step % c->train.log_every == 0 || step == tr->total_steps || stop) {
+            res->train_loss = batch_loss;
             double now = dt_comm_time(), span = now - window_t0;
             if (tr->metrics) {
                 dt_train_record r = {
@@ -356,7 +504,7 @@ static dt_status train_loop(trainer *tr, run_result *res, dt_error *err)
                     .epoch = (int)epoch + 1,
                     .progress = (double)step / (double)tr->upe,
                     .total_steps = tr->total_steps,
-                    .loss = res->train_loss,
+                    .loss = batch_loss,
                     .lr = lr,
                     .samples_per_second = span > 0 ? (double)window_samples / span : 0,
                     .comm_share = span > 0 ? window_comm / span : 0,
@@ -366,6 +514,15 @@ static dt_status train_loop(trainer *tr, run_result *res, dt_error *err)
             window_t0 = dt_comm_time();
             window_comm = 0;
             window_samples = 0;
+        }
+        if (stop) {
+            res->loop_allocations = dt_alloc_count() - allocs_before;
+            dt_status st = save_checkpoint(tr, step, res->skipped, err);
+            if (st) return st;
+            return dt_fail(err, DT_EPREEMPTED,
+                           "stopped by a signal at step %ld of %ld; checkpoint written to %s; "
+                           "continue with --resume latest",
+                           step, tr->total_steps, c->checkpoint.dir);
         }
         if (epoch_end || step == tr->total_steps) {
             bool last = step == tr->total_steps;
@@ -383,15 +540,22 @@ static dt_status train_loop(trainer *tr, run_result *res, dt_error *err)
                     };
                     dt_metrics_eval(tr->metrics, &r);
                 }
-                evaluated_at_end = last;
                 window_t0 += dt_comm_time() - t_eval0; /* evaluation is not training */
             }
         }
+        if (checkpoint_due(tr, step) || step == tr->total_steps) {
+            double t_ck = dt_comm_time();
+            dt_status st = save_checkpoint(tr, step, res->skipped, err);
+            if (st) return st;
+            last_checkpoint = step;
+            window_t0 += dt_comm_time() - t_ck;
+        }
     }
+    (void)last_checkpoint;
     res->loop_allocations = dt_alloc_count() - allocs_before;
     res->train_seconds = train_t;
-    (void)evaluated_at_end;
-    (void)in_size;
+    if (first_step > tr->total_steps) /* resumed a finished run: evaluate only */
+        evaluate(tr, &res->test_loss, &res->test_accuracy);
     return DT_OK;
 }
 
@@ -460,11 +624,18 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
         goto done;
     }
 
+    /* Resume: every rank gets the checkpoint's state before anything runs. */
+    long first_step = 1, skipped = 0;
+    if (opt->resume) {
+        st = resume_from(&tr, opt->resume, &first_step, &skipped, &err);
+        if ((st = agree(&tr, st, &err))) goto done;
+    }
+
     /* Output folder and files: rank 0's, after everything was validated. */
     if (root) {
         st = make_out_dir(tr.cfg.run.out_dir, &err);
         if (st == DT_OK) st = write_resolved_config(&tr.cfg, &err);
-        if (st == DT_OK) st = dt_metrics_open(&tr.metrics, tr.cfg.run.out_dir, false, stdout,
+        if (st == DT_OK) st = dt_metrics_open(&tr.metrics, tr.cfg.run.out_dir, opt->resume != NULL, stdout,
                                  dt_runtime_progress_bar(), &err);
     }
     if ((st = agree(&tr, st, &err))) goto done;
@@ -489,7 +660,9 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
 
     double wall0 = dt_comm_time();
     run_result res = {0};
-    st = train_loop(&tr, &res, &err);
+    res.skipped = skipped;
+    install_stop_handlers();
+    st = train_loop(&tr, first_step, &res, &err);
     if ((st = agree(&tr, st, &err))) goto done;
     double wall = dt_comm_time() - wall0;
 

@@ -32,6 +32,9 @@ void dt_comm_allreduce_sum(float *buf, size_t n);
 /* In-place sum of n doubles (small: losses, counts). */
 void dt_comm_allreduce_sum_d(double *buf, size_t n);
 
+/* Broadcast `bytes` bytes from rank `root` (chunked past INT_MAX). */
+void dt_comm_bcast(void *buf, size_t bytes, int root);
+
 /* True iff `value` is the same on every rank (one allreduce of min and max). */
 int dt_comm_all_equal_u64(uint64_t value);
 

@@ -4,7 +4,13 @@
  * Every rank calls dt_train_run with the same options; each returns the
  * same exit status (DESIGN.md): 0 done, 2 bad configuration, 3 bad data or
  * checkpoint, 4 diverged under nonfinite: abort, 1 anything else. Only rank
- * 0 prints (the error line on stderr, progress on stdout) and writes files. */
+ * 0 prints (the error line on stderr, progress on stdout) and writes files.
+ *
+ * SIGTERM or SIGUSR1 (Slurm's --signal) asks for a stop: the ranks agree at
+ * the next update boundary through a flag carried by the gradient
+ * allreduce, rank 0 writes a checkpoint, and every rank returns
+ * DT_EPREEMPTED (exit 5) so that a batch script can requeue the job and
+ * resume with --resume latest. */
 #ifndef DTRAIN_TRAIN_H
 #define DTRAIN_TRAIN_H
 
@@ -19,6 +25,7 @@ typedef struct {
     int n_sets;
     bool check_only;         /* validate config + data, print the plan, exit */
     bool print_config;       /* print the resolved config, exit */
+    const char *resume;      /* "latest", a checkpoint path, or NULL */
 } dt_run_options;
 
 dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt);

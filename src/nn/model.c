@@ -188,7 +188,7 @@ dt_status dt_model_create(const dt_layer_spec *specs, int n_layers, const int in
 
     /* the buffers (dt_alloc_aligned zeroes them) */
     m->params = dt_alloc_aligned(round_up(off) * sizeof(float));
-    m->grads = dt_alloc_aligned(round_up(off) * sizeof(float));
+    m->grads = dt_alloc_aligned(round_up(off + DT_GRAD_EXTRA) * sizeof(float));
     m->acts = dt_alloc_aligned(acts * sizeof(float));
     m->dbuf[0] = dt_alloc_aligned(round_up(dmax) * sizeof(float));
     m->dbuf[1] = dt_alloc_aligned(round_up(dmax) * sizeof(float));
@@ -334,4 +334,9 @@ void dt_model_backward(dt_model *m, dt_grad_ready_fn ready, void *ctx)
     }
 }
 
-void dt_model_zero_grads(dt_model *m) { memset(m->grads, 0, m->n_params * sizeof *m->grads); }
+void dt_model_zero_grads(dt_model *m)
+{
+    memset(m->grads, 0, (m->n_params + DT_GRAD_EXTRA) * sizeof *m->grads);
+}
+
+float *dt_model_grad_extra(dt_model *m) { return m->grads + m->n_params; }
