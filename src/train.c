@@ -644,12 +644,19 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
         char layout[4096];
         dt_model_describe(tr.model, layout, sizeof layout);
         dt_metrics_note(tr.metrics,
-                        "dtrain: %s: %d rank%s on %d node%s, %d BLAS thread%s per rank (OpenBLAS "
+                        "run %s: %d rank%s on %d node%s, %d BLAS thread%s per rank (OpenBLAS "
                         "%s), %zu parameters",
                         tr.cfg.run.name, comm->world, comm->world == 1 ? "" : "s", comm->nodes,
                         comm->nodes == 1 ? "" : "s", tr.threads, tr.threads == 1 ? "" : "s",
                         dt_runtime_blas_core(), dt_model_param_count(tr.model));
-        dt_metrics_note(tr.metrics, "%s", layout);
+        /* one indented line per layer */
+        size_t len = strlen(layout);
+        while (len && layout[len - 1] == '\n') layout[--len] = 0;
+        for (char *line = layout, *next; line; line = next) {
+            next = strchr(line, '\n');
+            if (next) *next++ = 0;
+            dt_metrics_note(tr.metrics, "  %s", line);
+        }
         dt_metrics_note(tr.metrics,
                         "%ld train / %ld test samples, %ld updates of %ld (%ld per epoch), %s "
                         "lr %g, %s schedule -> %s",

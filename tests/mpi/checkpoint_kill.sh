@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# A rank killed with SIGKILL in the middle of training: the job ends (mpirun
+# takes the others down) within 30 s with a non-zero status, and
+# --resume latest completes the run with the same param_checksum as an
+# uninterrupted run (checkpoints every 50 updates on both).
+. "$(dirname "$0")/lib.sh"
+small_config "$WORK/c.yaml" 1200
+rc=$(run 3 "$WORK/full" "$WORK/c.yaml")
+[ "$rc" -eq 0 ] || { cat "$WORK/full.log"; die "uninterrupted run exited $rc"; }
+
+$MPIEXEC -np 3 "$DTRAIN" --set run.out_dir="$WORK/part" "$WORK/c.yaml" > "$WORK/part.log" 2>&1 &
+launcher=$!
+wait_for_steps "$WORK/part/metrics.jsonl" 420 60 || die "the run did not start"
+ranks=$(pgrep -P "$launcher" -x dtrain)  # this job's ranks only
+[ "$(echo "$ranks" | wc -w)" -eq 3 ] || die "expected 3 ranks under mpirun, found: $ranks"
+victim=$(echo "$ranks" | tail -n 1)
+kill -KILL "$victim"
+killed_at=$SECONDS
+ended=0
+for _ in $(seq 1 300); do
+    kill -0 "$launcher" 2>/dev/null || { ended=1; break; }
+    sleep 0.1
+done
+[ "$ended" -eq 1 ] || { kill -KILL $ranks; die "the job still runs 30 s after a rank was killed"; }
+wait "$launcher"
+rc=$?
+[ "$rc" -ne 0 ] || die "the job exited 0 although a rank was killed"
+for pid in $ranks; do # a zombie waiting for its reaper has ended
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
+    [ -z "$state" ] || [ "$state" = Z ] || die "rank $pid left running (state $state)"
+done
+echo "job ended $((SECONDS - killed_at)) s after the kill, status $rc"
+
+rc=$(run 3 "$WORK/part" --resume latest "$WORK/c.yaml")
+[ "$rc" -eq 0 ] || { cat "$WORK/part.log"; die "resumed run exited $rc"; }
+a=$(json_field "$WORK/full/summary.json" param_checksum)
+b=$(json_field "$WORK/part/summary.json" param_checksum)
+[ "$a" = "$b" ] || die "param_checksum $b after kill + resume, $a uninterrupted"
+echo "kill + resume on 3 ranks: bit-identical ($a)"
+echo "PASS"
