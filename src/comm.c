@@ -97,5 +97,108 @@ int dt_comm_all_equal_u64(uint64_t value)
     return out[0] == ~out[1];
 }
 
+/* ---- bucketed gradient allreduce ------------------------------------------ */
+
+struct dt_grad_sync {
+    size_t n;             /* floats in the arena */
+    int overlap;
+    int n_buckets;        /* bucket k covers [lo[k], hi[k]), k = 0 at the arena's end */
+    size_t *lo, *hi;
+    MPI_Request *req;
+    int started;          /* buckets 0..started-1 are in flight */
+    size_t ready_from;    /* [ready_from, n) is final */
+    float *send, *recv;
+    double ready_seconds;
+};
+
+dt_status dt_grad_sync_create(size_t n, size_t bucket_floats, int overlap, dt_grad_sync **out,
+                              dt_error *err)
+{
+    dt_grad_sync *s = dt_calloc(1, sizeof *s);
+    if (!s) return dt_fail(err, DT_EINTERNAL, "out of memory");
+    s->n = n;
+    s->overlap = overlap;
+    if (bucket_floats < 1024) bucket_floats = 1024;     /* latency-bound below */
+    if (bucket_floats > ((size_t)1 << 30)) bucket_floats = (size_t)1 << 30; /* int counts */
+    s->n_buckets = overlap ? (int)((n + bucket_floats - 1) / bucket_floats) : 0;
+    if (overlap && s->n_buckets < 1) s->n_buckets = 1;
+    if (overlap) {
+        s->lo = dt_calloc((size_t)s->n_buckets, sizeof *s->lo);
+        s->hi = dt_calloc((size_t)s->n_buckets, sizeof *s->hi);
+        s->req = dt_calloc((size_t)s->n_buckets, sizeof *s->req);
+        s->recv = dt_alloc_aligned(DT_MAX(n, 1) * sizeof(float));
+        if (!s->lo || !s->hi || !s->req || !s->recv) {
+            dt_grad_sync_free(s);
+            return dt_fail(err, DT_EINTERNAL, "out of memory");
+        }
+        for (int k = 0; k < s->n_buckets; k++) {
+            s->hi[k] = n - (size_t)k * bucket_floats;
+            s->lo[k] = s->hi[k] > bucket_floats ? s->hi[k] - bucket_floats : 0;
+            s->req[k] = MPI_REQUEST_NULL;
+        }
+    }
+    *out = s;
+    return DT_OK;
+}
+
+void dt_grad_sync_free(dt_grad_sync *s)
+{
+    if (!s) return;
+    dt_free(s->lo);
+    dt_free(s->hi);
+    dt_free(s->req);
+    dt_free(s->recv);
+    dt_free(s);
+}
+
+void dt_grad_sync_begin(dt_grad_sync *s, float *send)
+{
+    s->send = send;
+    s->started = 0;
+    s->ready_from = s->n;
+    s->ready_seconds = 0;
+}
+
+static void start_ready_buckets(dt_grad_sync *s)
+{
+    while (s->started < s->n_buckets && s->lo[s->started] >= s->ready_from) {
+        int k = s->started++;
+        MPI_Iallreduce(s->send + s->lo[k], s->recv + s->lo[k], (int)(s->hi[k] - s->lo[k]),
+                       MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &s->req[k]);
+    }
+}
+
+void dt_grad_sync_ready(void *sync, size_t offset, size_t count)
+{
+    dt_grad_sync *s = sync;
+    if (!s->overlap) return;
+    double t0 = MPI_Wtime();
+    /* Ranges come in from the end; anything else only delays the start. */
+    if (offset + count >= s->ready_from && offset < s->ready_from) s->ready_from = offset;
+    start_ready_buckets(s);
+    /* Open MPI progresses non-blocking collectives only inside MPI calls:
+     * give the ones in flight a push at every layer boundary. */
+    if (s->started > 0) {
+        int done;
+        MPI_Testall(s->started, s->req, &done, MPI_STATUSES_IGNORE);
+    }
+    s->ready_seconds += MPI_Wtime() - t0;
+}
+
+float *dt_grad_sync_finish(dt_grad_sync *s)
+{
+    if (!s->overlap) {
+        dt_comm_allreduce_sum(s->send, s->n);
+        return s->send;
+    }
+    s->ready_from = 0;
+    start_ready_buckets(s);
+    MPI_Waitall(s->n_buckets, s->req, MPI_STATUSES_IGNORE);
+    return s->recv;
+}
+
+double dt_grad_sync_ready_seconds(const dt_grad_sync *s) { return s->ready_seconds; }
+int dt_grad_sync_buckets(const dt_grad_sync *s) { return s->overlap ? s->n_buckets : 1; }
+
 void dt_comm_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
 double dt_comm_time(void) { return MPI_Wtime(); }

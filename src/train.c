@@ -46,6 +46,7 @@ typedef struct {
     double mean, std; /* normalisation of the training set */
     dt_model *model;
     dt_optimizer opt;
+    dt_grad_sync *sync; /* the gradient allreduce (bucketed, maybe overlapped) */
     dt_sched sched;
     long upe;          /* updates per epoch */
     long total_steps;
@@ -212,6 +213,10 @@ static dt_status build(trainer *tr, dt_error *err)
     optim_hparams(c, &hp);
     st = dt_optim_init(&tr->opt, &hp, dt_model_param_count(tr->model), err);
     if (st) return st;
+    size_t bucket_floats = (size_t)c->comm.bucket_kb * 1024 / sizeof(float);
+    st = dt_grad_sync_create(dt_model_param_count(tr->model) + DT_GRAD_EXTRA, bucket_floats,
+                             c->comm.overlap, &tr->sync, err);
+    if (st) return st;
     tr->perm = dt_malloc((size_t)tr->train.n * sizeof *tr->perm);
     tr->x = dt_alloc_aligned((size_t)max_batch * (size_t)dt_model_input_size(tr->model) *
                              sizeof *tr->x);
@@ -228,6 +233,7 @@ static void trainer_free(trainer *tr)
     dt_free(tr->x);
     dt_free(tr->y);
     dt_optim_free(&tr->opt);
+    dt_grad_sync_free(tr->sync);
     dt_model_free(tr->model);
     dt_dataset_free(&tr->train);
     dt_dataset_free(&tr->test);
@@ -414,7 +420,7 @@ static dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_er
     const dt_comm *cm = tr->comm;
     const long B = c->train.global_batch, N = tr->train.n;
     const size_t n_params = dt_model_param_count(tr->model);
-    float *w = dt_model_params(tr->model), *g = dt_model_grads(tr->model);
+    float *w = dt_model_params(tr->model), *g_send = dt_model_grads(tr->model);
     float *extra = dt_model_grad_extra(tr->model); /* [0] loss sum, [1] stop request */
     double window_t0 = dt_comm_time(), window_comm = 0;
     long window_samples = 0;
@@ -440,18 +446,23 @@ static dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_er
         dt_model_zero_grads(tr->model);
         if (n > 0) dt_model_forward(tr->model, tr->x, tr->y, n, &loss_sum, NULL);
         double t2 = dt_comm_time();
-        if (n > 0) dt_model_backward(tr->model, NULL, NULL);
-        double t3 = dt_comm_time();
 
         /* One allreduce carries the gradient sums, the loss sum and any
-         * rank's stop request; a rank with an empty shard joins with zeros
-         * (SPEC step 1). */
+         * rank's stop request (the extra floats after the gradient arena,
+         * final before backward starts); buckets may start while backward
+         * runs on earlier layers. A rank with an empty shard joins with
+         * zeros (SPEC step 1). */
         extra[0] = (float)loss_sum;
         extra[1] = stop_signal ? 1.0f : 0.0f;
-        dt_comm_allreduce_sum(g, n_params + DT_GRAD_EXTRA);
-        const double batch_loss = (double)extra[0] / (double)b;
-        const bool stop = extra[1] > 0;
+        dt_grad_sync_begin(tr->sync, g_send);
+        dt_grad_sync_ready(tr->sync, n_params, DT_GRAD_EXTRA);
+        if (n > 0) dt_model_backward(tr->model, dt_grad_sync_ready, tr->sync);
+        double t3 = dt_comm_time();
+        float *g = dt_grad_sync_finish(tr->sync);
+        const double batch_loss = (double)g[n_params] / (double)b;
+        const bool stop = g[n_params + 1] > 0;
         double t4 = dt_comm_time();
+        const double in_backward = dt_grad_sync_ready_seconds(tr->sync);
 
         const float inv_b = 1.0f / (float)b;
         for (size_t j = 0; j < n_params; j++) g[j] *= inv_b;
@@ -464,11 +475,11 @@ static dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_er
         double t5 = dt_comm_time();
         tr->time.data += t1 - t0;
         tr->time.forward += t2 - t1;
-        tr->time.backward += t3 - t2;
-        tr->time.comm += t4 - t3;
+        tr->time.backward += t3 - t2 - in_backward;
+        tr->time.comm += t4 - t3 + in_backward;
         tr->time.optimizer += t5 - t4;
         train_t += t5 - t0;
-        window_comm += t4 - t3;
+        window_comm += t4 - t3 + in_backward;
         window_samples += b;
         res->samples += (double)b;
 
@@ -657,6 +668,12 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
             if (next) *next++ = 0;
             dt_metrics_note(tr.metrics, "  %s", line);
         }
+        dt_metrics_note(tr.metrics, "  gradient allreduce: %s",
+                        tr.cfg.comm.overlap ? "bucketed, overlapped with backward" : "one blocking call");
+        if (tr.cfg.comm.overlap)
+            dt_metrics_note(tr.metrics, "  %d bucket%s of up to %ld KiB",
+                            dt_grad_sync_buckets(tr.sync), dt_grad_sync_buckets(tr.sync) == 1 ? "" : "s",
+                            tr.cfg.comm.bucket_kb);
         dt_metrics_note(tr.metrics,
                         "%ld train / %ld test samples, %ld updates of %ld (%ld per epoch), %s "
                         "lr %g, %s schedule -> %s",
