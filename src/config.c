@@ -154,6 +154,18 @@ static dt_status oom(loader *L)
 
 /* `"text"` as the user wrote it, escaped to one line and shortened; lists
  * and mappings by their kind. `typed`: say that quotes made it a string. */
+/* A key path for messages ("optimizer.lr", "model.layers[2].conv"); an
+ * absurdly long one (a user's key) ends in "...". */
+__attribute__((format(printf, 3, 4))) static void subpath(char *buf, size_t size, const char *fmt,
+                                                          ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    if (n >= (int)size && size > 4) memcpy(buf + size - 4, "...", 4);
+}
+
 static const char *describe(const node *n, bool typed, char *buf, size_t size)
 {
     if (n->kind == N_LIST) return n->n ? "a list" : "an empty list";
@@ -196,7 +208,7 @@ static void mark_pos(const yaml_mark_t *m, int *line, int *col)
 }
 
 __attribute__((format(printf, 3, 4))) static dt_status fail_mark(reader *r, const yaml_mark_t *m,
-                                                                  const char *fmt, ...)
+                                                                 const char *fmt, ...)
 {
     char msg[DT_ERRMSG_MAX];
     va_list ap;
@@ -218,8 +230,10 @@ static dt_status yaml_problem(reader *r)
         size_t off = DT_MIN(p->problem_offset, r->len);
         line = 1, col = 1;
         for (size_t i = 0; i < off; i++) {
-            if (r->text[i] == '\n') line++, col = 1;
-            else col++;
+            if (r->text[i] == '\n')
+                line++, col = 1;
+            else
+                col++;
         }
     }
     char ctx[256] = "";
@@ -316,7 +330,7 @@ static dt_status read_items(reader *r, node *n, int depth, const char *path)
         }
         char sub[PATH_BUF];
         if (n->kind == N_LIST) {
-            snprintf(sub, sizeof sub, "%s[%d]", path, n->n);
+            subpath(sub, sizeof sub, "%s[%d]", path, n->n);
             node *item;
             if ((st = read_node(r, &ev, depth + 1, sub, &item))) return st;
             if ((st = add_entry(r->L, n, NULL, 0, 0, r->src, item))) return st;
@@ -336,7 +350,7 @@ static dt_status read_items(reader *r, node *n, int depth, const char *path)
         if (!st) st = scalar_text(r, &ev, &key);
         yaml_event_delete(&ev);
         if (st) return st;
-        snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", key);
+        subpath(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", key);
         int kl, kc;
         mark_pos(&km, &kl, &kc);
         const entry *dup = find(n, key);
@@ -344,7 +358,8 @@ static dt_status read_items(reader *r, node *n, int depth, const char *path)
             char first[DT_ERRMSG_MAX];
             where(r->L, dup->src, dup->line, dup->col, r->src < 0, first, sizeof first);
             dt_free(key);
-            return fail_at(r->L, r->src, kl, kc, "%s: duplicate key (first given at %s)", sub, first);
+            return fail_at(r->L, r->src, kl, kc, "%s: duplicate key (first given at %s)", sub,
+                           first);
         }
         node *val = NULL;
         if ((st = next_event(r, &ev)) || (st = read_node(r, &ev, depth + 1, sub, &val))) {
@@ -460,7 +475,8 @@ static dt_status parse_doc(loader *L, const char *text, size_t len, int src, con
 static dt_status read_file(loader *L, char **out, size_t *out_len)
 {
     FILE *f = fopen(L->path, "rb");
-    if (!f) return dt_fail(L->err, DT_ECONFIG, "cannot read config %s: %s", L->path, strerror(errno));
+    if (!f)
+        return dt_fail(L->err, DT_ECONFIG, "cannot read config %s: %s", L->path, strerror(errno));
     size_t len = 0, cap = 0;
     char *buf = NULL;
     dt_status st = DT_OK;
@@ -505,7 +521,7 @@ static dt_status read_file(loader *L, char **out, size_t *out_len)
  * ====================================================================== */
 typedef enum { F_INT, F_FLOAT, F_BOOL, F_STR, F_ENUM, F_DUR, F_CUSTOM } ftype;
 typedef enum { R_ANY, R_GE0, R_GT0, R_UNIT /* [0, 1) */, R_FRAC /* (0, 1] */ } frange;
-enum { ST_LONG, ST_INT, ST_ULL };         /* F_INT storage */
+enum { ST_LONG, ST_INT, ST_ULL };          /* F_INT storage */
 enum { D_NONE, D_OPTIMIZER, D_SCHEDULER }; /* what `applies` is a mask of */
 
 typedef struct field field;
@@ -517,17 +533,17 @@ struct field {
     const char *key;
     ftype type;
     frange range;
-    size_t off;   /* of the value in the base struct (dt_config, dt_layer_spec) */
-    int store;    /* F_INT: ST_*; F_STR: capacity; F_ENUM: capacity of a char
+    size_t off;       /* of the value in the base struct (dt_config, dt_layer_spec) */
+    int store;        /* F_INT: ST_*; F_STR: capacity; F_ENUM: capacity of a char
                    * array, 0 for an int enum; F_DUR, F_CUSTOM: 1 = in epochs */
     unsigned applies; /* mask of optimizers / schedulers (section's domain); 0 all */
     bool required;
-    double def;            /* NAN: no default */
-    const double *def_opt; /* default per optimizer, instead of def */
-    const char *def_str;   /* F_STR */
+    double def;                 /* NAN: no default */
+    const double *def_opt;      /* default per optimizer, instead of def */
+    const char *def_str;        /* F_STR */
     const char *const *choices; /* F_ENUM, NULL-terminated */
-    parse_fn parse;        /* F_CUSTOM */
-    write_fn write;        /* F_CUSTOM */
+    parse_fn parse;             /* F_CUSTOM */
+    write_fn write;             /* F_CUSTOM */
 };
 
 typedef struct {
@@ -537,6 +553,8 @@ typedef struct {
     int domain;
 } section;
 
+/* The tables read best as one row per key. */
+/* clang-format off */
 #define OFF(member) offsetof(dt_config, member)
 #define OPT(x) (1u << DT_OPT_##x)
 #define SCH(x) (1u << DT_SCHED_##x)
@@ -546,9 +564,9 @@ static const char *const opt_names[] = {
     [DT_OPT_RMSPROP] = "rmsprop",   [DT_OPT_ADADELTA] = "adadelta", [DT_OPT_ADAM] = "adam",
     [DT_OPT_ADAMW] = "adamw",       [DT_OPT_YOGI] = "yogi",         [DT_OPT_COUNT] = NULL};
 static const char *const sched_names[] = {
-    [DT_SCHED_CONSTANT] = "constant", [DT_SCHED_FACTOR] = "factor", [DT_SCHED_MULTISTEP] = "multistep",
-    [DT_SCHED_SQRT] = "sqrt",         [DT_SCHED_COSINE] = "cosine", [DT_SCHED_POLY] = "poly",
-    [DT_SCHED_COUNT] = NULL};
+    [DT_SCHED_CONSTANT] = "constant", [DT_SCHED_FACTOR] = "factor",
+    [DT_SCHED_MULTISTEP] = "multistep", [DT_SCHED_SQRT] = "sqrt",
+    [DT_SCHED_COSINE] = "cosine", [DT_SCHED_POLY] = "poly", [DT_SCHED_COUNT] = NULL};
 static const char *const layer_names[] = {
     [DT_LAYER_DENSE] = "dense",     [DT_LAYER_RELU] = "relu",       [DT_LAYER_SIGMOID] = "sigmoid",
     [DT_LAYER_TANH] = "tanh",       [DT_LAYER_FLATTEN] = "flatten", [DT_LAYER_CONV] = "conv",
@@ -574,7 +592,8 @@ static const double eps_def[DT_OPT_COUNT] = {
     [DT_OPT_ADAMW] = 1e-8,   [DT_OPT_YOGI] = 1e-3};
 static const double weight_decay_def[DT_OPT_COUNT] = {[DT_OPT_ADAMW] = 0.01};
 
-static dt_status parse_input(loader *L, const field *f, const node *n, const char *path, void *base);
+static dt_status parse_input(loader *L, const field *f, const node *n, const char *path,
+                             void *base);
 static dt_status parse_layers(loader *L, const field *f, const node *n, const char *path,
                               void *base);
 static dt_status parse_milestones(loader *L, const field *f, const node *n, const char *path,
@@ -583,11 +602,18 @@ static void write_input(const field *f, const void *base, FILE *out);
 static void write_layers(const field *f, const void *base, FILE *out);
 static void write_milestones(const field *f, const void *base, FILE *out);
 
-#define INT_ROW(k, r, member, st, d) {.key = k, .type = F_INT, .range = r, .off = OFF(member), .store = st, .def = d}
-#define FLOAT_ROW(k, r, member, app, d) {.key = k, .type = F_FLOAT, .range = r, .off = OFF(member), .applies = app, .def = d}
-#define BOOL_ROW(k, member, app, d) {.key = k, .type = F_BOOL, .off = OFF(member), .applies = app, .def = d}
-#define STR_ROW(k, member, d) {.key = k, .type = F_STR, .off = OFF(member), .store = (int)sizeof(((dt_config *)0)->member), .def = NAN, .def_str = d}
-#define DUR_ROW(k, r, member, epochs, app, d) {.key = k, .type = F_DUR, .range = r, .off = OFF(member), .store = epochs, .applies = app, .def = d}
+#define SIZE(member) ((int)sizeof(((dt_config *)0)->member))
+#define INT_ROW(k, r, member, st, d) \
+    {.key = k, .type = F_INT, .range = r, .off = OFF(member), .store = st, .def = d}
+#define FLOAT_ROW(k, r, member, app, d) \
+    {.key = k, .type = F_FLOAT, .range = r, .off = OFF(member), .applies = app, .def = d}
+#define BOOL_ROW(k, member, app, d) \
+    {.key = k, .type = F_BOOL, .off = OFF(member), .applies = app, .def = d}
+#define STR_ROW(k, member, d) \
+    {.key = k, .type = F_STR, .off = OFF(member), .store = SIZE(member), .def = NAN, .def_str = d}
+#define DUR_ROW(k, r, member, epochs, app, d) \
+    {.key = k, .type = F_DUR, .range = r, .off = OFF(member), .store = epochs, .applies = app, \
+     .def = d}
 
 static const field run_fields[] = {
     STR_ROW("name", run.name, NULL), /* default: the config file's base name */
@@ -597,7 +623,7 @@ static const field run_fields[] = {
 
 static const field data_fields[] = {
     {.key = "dataset", .type = F_ENUM, .off = OFF(data.dataset),
-     .store = (int)sizeof(((dt_config *)0)->data.dataset), .def = 0, .choices = dataset_names},
+     .store = SIZE(data.dataset), .def = 0, .choices = dataset_names},
     STR_ROW("dir", data.dir, "/usr/share/datasets/fashion-mnist"),
     STR_ROW("train_images", data.train_images, "train-images-idx3-ubyte"),
     STR_ROW("train_labels", data.train_labels, "train-labels-idx1-ubyte"),
@@ -613,7 +639,8 @@ static const field model_fields[] = {
     {.key = "input", .type = F_CUSTOM, .def = NAN, .parse = parse_input, .write = write_input},
     {.key = "layers", .type = F_CUSTOM, .required = true, .def = NAN, .parse = parse_layers,
      .write = write_layers},
-    {.key = "init", .type = F_ENUM, .off = OFF(model.init), .def = DT_INIT_HE, .choices = init_names},
+    {.key = "init", .type = F_ENUM, .off = OFF(model.init), .def = DT_INIT_HE,
+     .choices = init_names},
 };
 
 static const field train_fields[] = {
@@ -716,7 +743,8 @@ static const field conv_fields[] = {
      .required = true, .def = NAN},
     {.key = "kernel", .type = F_INT, .range = R_GT0, .off = LOFF(kernel), .store = ST_INT,
      .required = true, .def = NAN},
-    {.key = "stride", .type = F_INT, .range = R_GT0, .off = LOFF(stride), .store = ST_INT, .def = 1},
+    {.key = "stride", .type = F_INT, .range = R_GT0, .off = LOFF(stride), .store = ST_INT,
+     .def = 1},
     {.key = "pad", .type = F_INT, .range = R_GE0, .off = LOFF(pad), .store = ST_INT, .def = 0},
 };
 static const field maxpool_fields[] = {
@@ -726,6 +754,7 @@ static const field maxpool_fields[] = {
 };
 static const field dense_field = {.key = "dense", .type = F_INT, .range = R_GT0,
                                   .off = LOFF(units), .store = ST_INT};
+/* clang-format on */
 
 /* ======================================================================
  * Scalars
@@ -759,7 +788,8 @@ static bool to_double(const node *n, double *out)
 static bool to_bool(const node *n, bool *out)
 {
     if (n->kind != N_SCALAR || !n->plain) return false;
-    static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False", "FALSE"};
+    static const char *const t[] = {"true", "True", "TRUE"};
+    static const char *const f[] = {"false", "False", "FALSE"};
     for (size_t i = 0; i < DT_ARRAY_LEN(t); i++) {
         if (strcmp(n->text, t[i]) == 0) return *out = true, true;
         if (strcmp(n->text, f[i]) == 0) return *out = false, true;
@@ -793,8 +823,8 @@ static dt_status expected(loader *L, const node *n, const char *path, const char
                           const char *note)
 {
     char got[160];
-    return fail_node(L, n, "%s: expected %s, got %s%s", path, what, describe(n, true, got, sizeof got),
-                     note);
+    return fail_node(L, n, "%s: expected %s, got %s%s", path, what,
+                     describe(n, true, got, sizeof got), note);
 }
 
 /* An int in range and in the storage's range (int fields: INT_MAX). */
@@ -802,7 +832,7 @@ static dt_status get_int(loader *L, const node *n, const char *path, frange r, l
 {
     char what[64];
     snprintf(what, sizeof what, "an int%s", range_text(r));
-    long v;
+    long v = 0;
     if (!to_long(n, &v)) return expected(L, n, path, what, "");
     if (!in_range((double)v, r)) return expected(L, n, path, what, "");
     if (v > max) {
@@ -819,7 +849,8 @@ static void join(char *buf, size_t size, const char *const *names, unsigned mask
     size_t o = 0;
     buf[0] = 0;
     for (int i = 0; names[i] && o < size; i++)
-        if (mask & (1u << i)) o += (size_t)snprintf(buf + o, size - o, "%s%s", o ? ", " : "", names[i]);
+        if (mask & (1u << i))
+            o += (size_t)snprintf(buf + o, size - o, "%s%s", o ? ", " : "", names[i]);
 }
 
 /* ======================================================================
@@ -848,8 +879,10 @@ static long load_int(const void *base, const field *f)
 
 static void store_enum(void *base, const field *f, int v)
 {
-    if (f->store) snprintf(AT(base, f, char), (size_t)f->store, "%s", f->choices[v]);
-    else *AT(base, f, int) = v;
+    if (f->store)
+        snprintf(AT(base, f, char), (size_t)f->store, "%s", f->choices[v]);
+    else
+        *AT(base, f, int) = v;
 }
 
 static int load_enum(const void *base, const field *f)
@@ -876,10 +909,18 @@ static void apply_defaults(const field *tab, size_t n, void *base, dt_optimizer_
         double d = f->def_opt ? f->def_opt[opt] : f->def;
         switch (f->type) {
         case F_FLOAT: *AT(base, f, double) = d; break; /* NAN: required (lr) */
-        case F_INT: if (!isnan(d)) store_int(base, f, (long)d); break;
-        case F_BOOL: if (!isnan(d)) *AT(base, f, bool) = d != 0; break;
-        case F_ENUM: if (!isnan(d)) store_enum(base, f, (int)d); break;
-        case F_STR: if (f->def_str) snprintf(AT(base, f, char), (size_t)f->store, "%s", f->def_str); break;
+        case F_INT:
+            if (!isnan(d)) store_int(base, f, (long)d);
+            break;
+        case F_BOOL:
+            if (!isnan(d)) *AT(base, f, bool) = d != 0;
+            break;
+        case F_ENUM:
+            if (!isnan(d)) store_enum(base, f, (int)d);
+            break;
+        case F_STR:
+            if (f->def_str) snprintf(AT(base, f, char), (size_t)f->store, "%s", f->def_str);
+            break;
         case F_DUR:
             if (!isnan(d)) store_dur(base, f, (long)d);
             break;
@@ -893,14 +934,14 @@ static dt_status parse_field(loader *L, const field *f, const node *n, const cha
     char what[256];
     switch (f->type) {
     case F_INT: {
-        long v;
+        long v = 0;
         long max = f->store == ST_INT ? INT_MAX : LONG_MAX;
         dt_status st = get_int(L, n, path, f->range, max, &v);
         if (!st) store_int(base, f, v);
         return st;
     }
     case F_DUR: {
-        long v;
+        long v = 0;
         dt_status st = get_int(L, n, path, f->range, LONG_MAX, &v);
         if (!st) store_dur(base, f, v);
         return st;
@@ -955,15 +996,15 @@ static const field *field_of(const field *tab, size_t n, const char *key)
 static bool applies(const field *f, int domain, const dt_config *cfg)
 {
     if (!f->applies || domain == D_NONE) return true;
-    unsigned bit = 1u << (domain == D_OPTIMIZER ? (int)cfg->optimizer.name : (int)cfg->scheduler.name);
+    unsigned bit =
+        1u << (domain == D_OPTIMIZER ? (int)cfg->optimizer.name : (int)cfg->scheduler.name);
     return (f->applies & bit) != 0;
 }
 
 /* Parse every entry of `map` (NULL or a null scalar: none) against `tab`
  * into base, then check the required keys; `pos` places a missing key. */
 static dt_status apply_map(loader *L, const node *map, const node *pos, const char *path,
-                           const field *tab, size_t n, int domain, void *base,
-                           const dt_config *cfg)
+                           const field *tab, size_t n, int domain, void *base, const dt_config *cfg)
 {
     if (map) pos = map;
     if (map && is_null(map)) map = NULL;
@@ -975,7 +1016,7 @@ static dt_status apply_map(loader *L, const node *map, const node *pos, const ch
     for (int i = 0; map && i < map->n; i++) {
         const entry *e = &map->ents[i];
         char sub[PATH_BUF];
-        snprintf(sub, sizeof sub, "%s.%s", path, e->key);
+        subpath(sub, sizeof sub, "%s.%s", path, e->key);
         const field *f = field_of(tab, n, e->key);
         if (!f) {
             char keys[600];
@@ -984,16 +1025,17 @@ static dt_status apply_map(loader *L, const node *map, const node *pos, const ch
             for (size_t k = 0; k < n && o < sizeof keys; k++)
                 o += (size_t)snprintf(keys + o, sizeof keys - o, "%s%s", k ? ", " : "", tab[k].key);
             const char *last = strrchr(path, '.');
-            return fail_entry(L, e, "%s: unknown key; %s takes %s", sub, last ? last + 1 : path, keys);
+            return fail_entry(L, e, "%s: unknown key; %s takes %s", sub, last ? last + 1 : path,
+                              keys);
         }
         if (!applies(f, domain, cfg)) {
             char list[200];
             bool opt = domain == D_OPTIMIZER;
             join(list, sizeof list, opt ? opt_names : sched_names, f->applies);
-            return fail_entry(L, e, "%s does not apply to %s '%s' (it applies to %s)", sub,
-                              opt ? "optimizer" : "scheduler",
-                              opt ? opt_names[cfg->optimizer.name] : sched_names[cfg->scheduler.name],
-                              list);
+            return fail_entry(
+                L, e, "%s does not apply to %s '%s' (it applies to %s)", sub,
+                opt ? "optimizer" : "scheduler",
+                opt ? opt_names[cfg->optimizer.name] : sched_names[cfg->scheduler.name], list);
         }
         dt_status st = parse_field(L, f, e->val, sub, base);
         if (st) return st;
@@ -1011,8 +1053,8 @@ static dt_status parse_input(loader *L, const field *f, const node *n, const cha
         return expected(L, n, path, "[C, H, W], three ints > 0", "");
     for (int i = 0; i < 3; i++) {
         char sub[PATH_BUF];
-        snprintf(sub, sizeof sub, "%s[%d]", path, i);
-        long v;
+        subpath(sub, sizeof sub, "%s[%d]", path, i);
+        long v = 0;
         dt_status st = get_int(L, n->ents[i].val, sub, R_GT0, INT_MAX, &v);
         if (st) return st;
         cfg->model.input[i] = (int)v;
@@ -1053,7 +1095,7 @@ static dt_status parse_layer(loader *L, const node *n, const char *path, dt_laye
                          describe(n, false, got, sizeof got));
     const entry *e = &n->ents[0];
     char sub[PATH_BUF];
-    snprintf(sub, sizeof sub, "%s.%s", path, e->key);
+    subpath(sub, sizeof sub, "%s.%s", path, e->key);
     if (strcmp(e->key, "dense") == 0) {
         spec->kind = DT_LAYER_DENSE;
         return parse_field(L, &dense_field, e->val, sub, spec);
@@ -1062,7 +1104,8 @@ static dt_status parse_layer(loader *L, const node *n, const char *path, dt_laye
         spec->kind = DT_LAYER_CONV;
         if (is_null(e->val)) return expected(L, e->val, sub, "{out: N, kernel: K}", "");
         apply_defaults(conv_fields, DT_ARRAY_LEN(conv_fields), spec, 0);
-        return apply_map(L, e->val, n, sub, conv_fields, DT_ARRAY_LEN(conv_fields), D_NONE, spec, cfg);
+        return apply_map(L, e->val, n, sub, conv_fields, DT_ARRAY_LEN(conv_fields), D_NONE, spec,
+                         cfg);
     }
     if (strcmp(e->key, "maxpool") == 0) {
         spec->kind = DT_LAYER_MAXPOOL;
@@ -1078,7 +1121,8 @@ static dt_status parse_layer(loader *L, const node *n, const char *path, dt_laye
                       describe(&k, false, key, sizeof key), layer_help);
 }
 
-static dt_status parse_layers(loader *L, const field *f, const node *n, const char *path, void *base)
+static dt_status parse_layers(loader *L, const field *f, const node *n, const char *path,
+                              void *base)
 {
     dt_config *cfg = base;
     if (n->kind != N_LIST || n->n == 0)
@@ -1090,7 +1134,7 @@ static dt_status parse_layers(loader *L, const field *f, const node *n, const ch
     }
     for (int i = 0; i < n->n; i++) {
         char sub[PATH_BUF];
-        snprintf(sub, sizeof sub, "%s[%d]", path, i);
+        subpath(sub, sizeof sub, "%s[%d]", path, i);
         dt_status st = parse_layer(L, n->ents[i].val, sub, &cfg->model.layers[i], cfg);
         if (st) return st;
     }
@@ -1140,8 +1184,8 @@ static dt_status parse_milestones(loader *L, const field *f, const node *n, cons
         return expected(L, n, path, what, "");
     for (int i = 0; i < n->n; i++) {
         char sub[PATH_BUF];
-        snprintf(sub, sizeof sub, "%s[%d]", path, i);
-        long v;
+        subpath(sub, sizeof sub, "%s[%d]", path, i);
+        long v = 0;
         dt_status st = get_int(L, n->ents[i].val, sub, R_GT0, LONG_MAX, &v);
         if (st) return st;
         if (i > 0 && v <= cfg->scheduler.milestones[i - 1]) {
@@ -1225,7 +1269,8 @@ static dt_status apply_set(loader *L, node *root, int i)
     const char *eq = strchr(s, '=');
     if (!eq) return fail_at(L, i, 0, 0, "expected KEY=VALUE, e.g. --set optimizer.lr=0.1");
     size_t klen = (size_t)(eq - s);
-    if (klen == 0) return fail_at(L, i, 0, 0, "empty KEY; expected KEY=VALUE, e.g. optimizer.lr=0.1");
+    if (klen == 0)
+        return fail_at(L, i, 0, 0, "empty KEY; expected KEY=VALUE, e.g. optimizer.lr=0.1");
     if (klen >= PATH_BUF) return fail_at(L, i, 0, 0, "KEY is longer than %d bytes", PATH_BUF - 1);
     char key[PATH_BUF];
     memcpy(key, s, klen);
@@ -1235,8 +1280,10 @@ static dt_status apply_set(loader *L, node *root, int i)
     for (char *p = key;; p++) {
         char *dot = strchr(p, '.');
         if (dot) *dot = 0;
-        if (!*p) return fail_at(L, i, 0, 0, "KEY has an empty part; expected a path like optimizer.lr");
-        if (np == MAX_SET_PARTS) return fail_at(L, i, 0, 0, "KEY has more than %d parts", MAX_SET_PARTS);
+        if (!*p)
+            return fail_at(L, i, 0, 0, "KEY has an empty part; expected a path like optimizer.lr");
+        if (np == MAX_SET_PARTS)
+            return fail_at(L, i, 0, 0, "KEY has more than %d parts", MAX_SET_PARTS);
         parts[np++] = p;
         if (!dot) break;
         p = dot;
@@ -1264,7 +1311,7 @@ static dt_status apply_set(loader *L, node *root, int i)
             return fail_at(L, i, 0, 0, "%s is %s, not a section of keys", prefix,
                            e->val->kind == N_LIST ? "a list" : "a value");
         }
-        node *sub;
+        node *sub = NULL;
         if ((st = node_alloc(L, N_MAP, i, 0, 0, &sub))) {
             node_free(val);
             return st;
@@ -1326,7 +1373,8 @@ static dt_status finish(loader *L, const node *root, dt_config *cfg)
     const node *opt = lookup(root, "optimizer"), *sch = lookup(root, "scheduler");
     const node *data = lookup(root, "data");
     if (isnan(cfg->optimizer.lr))
-        return fail_node(L, opt ? opt : root, "optimizer.lr: required key missing (for optimizer '%s')",
+        return fail_node(L, opt ? opt : root,
+                         "optimizer.lr: required key missing (for optimizer '%s')",
                          opt_names[cfg->optimizer.name]);
     if (cfg->scheduler.name == DT_SCHED_MULTISTEP && cfg->scheduler.n_milestones == 0)
         return fail_node(L, sch ? sch : root,
@@ -1337,9 +1385,9 @@ static dt_status finish(loader *L, const node *root, dt_config *cfg)
                                             "test_labels"};
         for (size_t i = 0; i < DT_ARRAY_LEN(files); i++)
             if (!lookup(data, files[i]))
-                return fail_node(L, data ? data : root,
-                                 "data.%s: required key missing (dataset 'idx' names all four files)",
-                                 files[i]);
+                return fail_node(
+                    L, data ? data : root,
+                    "data.%s: required key missing (dataset 'idx' names all four files)", files[i]);
     }
     const dt_duration *mx = &cfg->scheduler.max, *wu = &cfg->scheduler.warmup;
     if (mx->set && wu->set && mx->in_epochs == wu->in_epochs && mx->value <= wu->value) {
@@ -1356,12 +1404,16 @@ static dt_status finish(loader *L, const node *root, dt_config *cfg)
         const char *dot = strrchr(b, '.');
         size_t len = dot && dot != b ? (size_t)(dot - b) : strlen(b);
         len = DT_MIN(len, sizeof cfg->run.name - 1);
-        if (len == 0) snprintf(cfg->run.name, sizeof cfg->run.name, "run");
-        else snprintf(cfg->run.name, sizeof cfg->run.name, "%.*s", (int)len, b);
+        if (len == 0)
+            snprintf(cfg->run.name, sizeof cfg->run.name, "run");
+        else
+            snprintf(cfg->run.name, sizeof cfg->run.name, "%.*s", (int)len, b);
     }
-    if (!cfg->run.out_dir[0] && (size_t)snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "runs/%s",
-                                                 cfg->run.name) >= sizeof cfg->run.out_dir)
-        return fail_node(L, root, "run.out_dir: the default runs/<name> is too long; set run.out_dir");
+    if (!cfg->run.out_dir[0] &&
+        (size_t)snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "runs/%s", cfg->run.name) >=
+            sizeof cfg->run.out_dir)
+        return fail_node(L, root,
+                         "run.out_dir: the default runs/<name> is too long; set run.out_dir");
     if (!cfg->checkpoint.dir[0] &&
         (size_t)snprintf(cfg->checkpoint.dir, sizeof cfg->checkpoint.dir, "%s/checkpoints",
                          cfg->run.out_dir) >= sizeof cfg->checkpoint.dir)
@@ -1377,12 +1429,14 @@ static dt_status validate(loader *L, const node *root, dt_config *cfg)
     for (int i = 0; i < root->n; i++) {
         const entry *e = &root->ents[i];
         bool known = false;
-        for (size_t s = 0; s < DT_ARRAY_LEN(sections); s++) known |= strcmp(e->key, sections[s].name) == 0;
+        for (size_t s = 0; s < DT_ARRAY_LEN(sections); s++)
+            known |= strcmp(e->key, sections[s].name) == 0;
         if (!known) {
             char list[200];
             size_t o = 0;
             for (size_t s = 0; s < DT_ARRAY_LEN(sections); s++)
-                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", s ? ", " : "", sections[s].name);
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", s ? ", " : "",
+                                      sections[s].name);
             return fail_entry(L, e, "%s: unknown section; allowed: %s", e->key, list);
         }
     }
@@ -1397,7 +1451,8 @@ static dt_status validate(loader *L, const node *root, dt_config *cfg)
 
     for (size_t s = 0; s < DT_ARRAY_LEN(sections); s++) {
         const section *t = &sections[s];
-        st = apply_map(L, lookup(root, t->name), root, t->name, t->fields, t->n, t->domain, cfg, cfg);
+        st = apply_map(L, lookup(root, t->name), root, t->name, t->fields, t->n, t->domain, cfg,
+                       cfg);
         if (st) return st;
     }
     return finish(L, root, cfg);
@@ -1413,7 +1468,8 @@ dt_status dt_config_load(const char *path, const char *const *sets, int n_sets, 
     if (!path) return dt_fail(err, DT_ECONFIG, "no config file given");
     if (n_sets < 0 || (n_sets > 0 && !sets)) return dt_fail(err, DT_ECONFIG, "bad --set list");
     if (strlen(path) >= sizeof cfg->source)
-        return dt_fail(err, DT_ECONFIG, "config path is longer than %zu bytes", sizeof cfg->source - 1);
+        return dt_fail(err, DT_ECONFIG, "config path is longer than %zu bytes",
+                       sizeof cfg->source - 1);
     for (int i = 0; i < n_sets; i++)
         if (!sets[i]) return dt_fail(err, DT_ECONFIG, "bad --set list");
 
@@ -1427,8 +1483,10 @@ dt_status dt_config_load(const char *path, const char *const *sets, int n_sets, 
         char got[160];
         st = is_null(root) && !root->text[0]
                  ? fail_at(&L, -1, 0, 0, "the file is empty (no YAML document)")
-                 : fail_node(&L, root, "expected a mapping of sections (run:, model:, ...) at the "
-                             "top level, got %s", describe(root, false, got, sizeof got));
+                 : fail_node(&L, root,
+                             "expected a mapping of sections (run:, model:, ...) at the "
+                             "top level, got %s",
+                             describe(root, false, got, sizeof got));
     }
     if (!st) st = check_pairs(&L, root); /* both in the file, before --set can hide it */
     for (int i = 0; !st && i < n_sets; i++) st = apply_set(&L, root, i);
@@ -1459,9 +1517,12 @@ static void write_string(FILE *out, const char *s)
             fputs(p[2] == 0xa8 ? "\\L" : "\\P", out), p += 2;
             continue;
         }
-        if (*p == '"' || *p == '\\') fprintf(out, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f) fprintf(out, "\\x%02x", *p);
-        else fputc(*p, out);
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(out, "\\x%02x", *p);
+        else
+            fputc(*p, out);
     }
     fputc('"', out);
 }
@@ -1484,13 +1545,16 @@ void dt_config_write_yaml(const dt_config *cfg, FILE *out)
                 const dt_duration *d = CAT(cfg, f, dt_duration);
                 if (!d->set || d->in_epochs != (f->store == 1)) continue;
             }
-            if (f->parse == parse_milestones && cfg->scheduler.milestones_in_epochs != (f->store == 1))
+            if (f->parse == parse_milestones &&
+                cfg->scheduler.milestones_in_epochs != (f->store == 1))
                 continue;
             fprintf(out, "  %s:%s", f->key, f->type == F_CUSTOM ? "" : " ");
             switch (f->type) {
             case F_INT:
-                if (f->store == ST_ULL) fprintf(out, "%llu", *CAT(cfg, f, unsigned long long));
-                else fprintf(out, "%ld", load_int(cfg, f));
+                if (f->store == ST_ULL)
+                    fprintf(out, "%llu", *CAT(cfg, f, unsigned long long));
+                else
+                    fprintf(out, "%ld", load_int(cfg, f));
                 break;
             case F_FLOAT: fprintf(out, "%.17g", *CAT(cfg, f, double)); break;
             case F_BOOL: fprintf(out, "%s", *CAT(cfg, f, bool) ? "true" : "false"); break;
