@@ -131,8 +131,10 @@ static dt_status resolve_lengths(trainer *tr, dt_error *err)
     s->step_size = c->scheduler.step_size.set ? dt_duration_steps(c->scheduler.step_size, tr->upe) : 1;
     s->min_lr = c->scheduler.min_lr;
     s->n_milestones = c->scheduler.n_milestones;
-    for (int i = 0; i < s->n_milestones; i++)
-        s->milestones[i] = c->scheduler.milestones[i] * (c->scheduler.milestones_in_epochs ? tr->upe : 1);
+    for (int i = 0; i < s->n_milestones; i++) {
+        dt_duration m = {c->scheduler.milestones[i], c->scheduler.milestones_in_epochs, true};
+        s->milestones[i] = dt_duration_steps(m, tr->upe); /* saturates, never overflows */
+    }
     /* max unset = the run length; a run that ends inside its warmup never
      * reaches the decay, so only an explicit max_steps <= warmup is wrong. */
     s->max_steps = c->scheduler.max.set ? dt_duration_steps(c->scheduler.max, tr->upe)
