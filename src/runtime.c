@@ -23,8 +23,13 @@ static int is_fallback_core(const char *core)
 
 void dt_runtime_fix_blas_kernel(char **argv)
 {
-    const char *off = getenv("DTRAIN_BLAS_REEXEC");
-    if (getenv("OPENBLAS_CORETYPE") || (off && strcmp(off, "0") == 0)) return;
+    /* DTRAIN_BLAS_REEXEC: "0" never; "force" even when the user's own
+     * OPENBLAS_CORETYPE chose a fallback core (the test of this path on CPUs
+     * that OpenBLAS does recognise); unset: only when OpenBLAS guessed. */
+    const char *mode = getenv("DTRAIN_BLAS_REEXEC");
+    if (mode && strcmp(mode, "0") == 0) return;
+    bool force = mode && strcmp(mode, "force") == 0;
+    if (getenv("OPENBLAS_CORETYPE") && !force) return;
     if (!is_fallback_core(openblas_get_corename())) return;
     __builtin_cpu_init();
     const char *want = NULL;
@@ -36,11 +41,17 @@ void dt_runtime_fix_blas_kernel(char **argv)
     if (!want) return;
     /* DTRAIN_BLAS_REEXEC=0 in the new image guards against a loop should
      * OpenBLAS ignore the variable. */
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    char saved[64] = "";
+    if (user) snprintf(saved, sizeof saved, "%s", user);
     setenv("OPENBLAS_CORETYPE", want, 1);
     setenv("DTRAIN_BLAS_REEXEC", "0", 1);
     execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the slow kernel; the log shows which. */
-    unsetenv("OPENBLAS_CORETYPE");
+    /* exec failed: carry on with the kernel we have; the log shows which. */
+    if (saved[0])
+        setenv("OPENBLAS_CORETYPE", saved, 1);
+    else
+        unsetenv("OPENBLAS_CORETYPE");
 }
 
 const char *dt_runtime_blas_core(void) { return openblas_get_corename(); }
