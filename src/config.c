@@ -1517,6 +1517,17 @@ static void write_string(FILE *out, const char *s)
             fputs(p[2] == 0xa8 ? "\\L" : "\\P", out), p += 2;
             continue;
         }
+        /* characters libyaml's reader refuses even inside quotes ("control
+         * characters are not allowed"): C1 controls U+0080..U+009F other
+         * than U+0085, and the non-characters U+FFFE, U+FFFF */
+        if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            fprintf(out, "\\x%02x", p[1]), p++;
+            continue;
+        }
+        if (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
+            fprintf(out, "\\u%04X", 0xfffeu + (p[2] - 0xbeu)), p += 2;
+            continue;
+        }
         if (*p == '"' || *p == '\\')
             fprintf(out, "\\%c", *p);
         else if (*p < 0x20 || *p == 0x7f)

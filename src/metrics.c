@@ -166,6 +166,7 @@ dt_status dt_metrics_write_summary(dt_metrics *m, const dt_summary *s, dt_error 
     fprintf(f, "  \"global_batch\": %ld,\n", s->global_batch);
     field(f, "wall_seconds", s->wall_seconds, false);
     field(f, "samples_per_second", s->samples_per_second, false);
+    field(f, "gflops_per_second", s->samples_per_second * s->flops_per_sample * 1e-9, false);
     fputs("  \"time_split\": {\n  ", f);
     field(f, "data", s->t_data, false);
     fputs("  ", f);

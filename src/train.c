@@ -715,6 +715,7 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
             .samples_per_second = res.train_seconds > 0
                                       ? res.samples / res.train_seconds
                                       : 0,
+            .flops_per_sample = dt_model_flops_per_sample(tr.model),
             .t_data = tr.time.data,
             .t_forward = tr.time.forward,
             .t_backward = tr.time.backward,
@@ -728,9 +729,10 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
         st = dt_metrics_write_summary(tr.metrics, &s, &err);
         if (st == DT_OK)
             dt_metrics_note(tr.metrics,
-                            "done: test_accuracy %.4f  test_loss %.4f  %.0f samples/s  %.1f s  "
-                            "param_checksum %016llx",
-                            s.test_accuracy, s.test_loss, s.samples_per_second, wall,
+                            "done: test_accuracy %.4f  test_loss %.4f  %.0f samples/s (%.1f "
+                            "GFLOP/s)  %.1f s  param_checksum %016llx",
+                            s.test_accuracy, s.test_loss, s.samples_per_second,
+                            s.samples_per_second * s.flops_per_sample * 1e-9, wall,
                             (unsigned long long)checksum);
     }
     st = agree(&tr, st, &err);

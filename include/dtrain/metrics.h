@@ -38,6 +38,7 @@ typedef struct {
     int world_size, nodes, threads;
     long global_batch;
     double wall_seconds, samples_per_second;
+    double flops_per_sample; /* forward + backward, 2 x multiply-adds */
     /* seconds per phase, rank 0's */
     double t_data, t_forward, t_backward, t_comm, t_optimizer, t_eval;
     uint64_t param_checksum;
