@@ -13,10 +13,13 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
           libyaml-dev check zlib1g-dev dataset-fashion-mnist)
+# what the tests use beyond that: a local Slurm cluster, the SimGrid
+# simulator, gnuplot for the scaling plots
+test_packages=(slurmctld slurmd slurm-client munge libsimgrid-dev gnuplot-nox)
 
-install_packages() {
+install_packages() { # install_packages PACKAGE...
     local missing=()
-    for p in "${packages[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
             || missing+=("$p")
     done
@@ -40,12 +43,12 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 case "${1:-}" in
 train)
-    install_packages
+    install_packages "${packages[@]}"
     build build
     mpirun --oversubscribe -np "${NP:-2}" build/dtrain configs/fashion_mnist_mlp.yaml
     ;;
 test)
-    install_packages
+    install_packages "${packages[@]}" "${test_packages[@]}"
     build build
     (cd build && ctest --output-on-failure -j 2 --timeout 900)
     build build-asan -DDTRAIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -1,0 +1,72 @@
+# lib.sh - helpers of the Slurm test scripts (sourced).
+# Environment (from slurm_tests.cmake): DTRAIN (the binary), DT_SOURCE (the
+# source tree), DT_TEST_DATA (synthetic IDX sets), DT_SLURM_STATE (the state
+# dir of the cluster that the slurm_cluster fixture started).
+set -u
+SKIP=77
+die() { echo "FAIL: $*"; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: the local Slurm cluster needs root"; exit $SKIP; }
+[ -s "$DT_SLURM_STATE/env.sh" ] || die "no cluster in $DT_SLURM_STATE (did slurm_cluster_start fail?)"
+. "$DT_SLURM_STATE/env.sh"
+SBATCH_SCRIPT=$DT_SOURCE/launch/dtrain.sbatch
+export DTRAIN_BIN=$DTRAIN
+
+WORK=$(mktemp -d "${DT_SLURM_WORK:-${TMPDIR:-/tmp}}/dtrain-slurm.XXXXXX")
+JOBS=()
+cleanup() {
+    local rc=$?
+    [ ${#JOBS[@]} -gt 0 ] && scancel "${JOBS[@]}" 2>/dev/null
+    # keep the evidence of a failure
+    if [ $rc -eq 0 ]; then rm -rf "$WORK"; else echo "(files kept in $WORK)"; fi
+}
+trap cleanup EXIT
+
+# small_config FILE OUT_DIR [EXTRA YAML LINES]: the small MLP on the synthetic data
+small_config() {
+    cat >"$1" <<YAML
+run: {seed: 0, out_dir: $2}
+data: {dir: $DT_TEST_DATA/ok}
+model: {layers: [{dense: 64}, relu, {dense: 10}]}
+train: {steps: ${STEPS:-200}, global_batch: 32, log_every: 10}
+optimizer: {name: momentum, lr: 0.05}
+${3:-}
+YAML
+}
+
+# submit SBATCH_OPTIONS... -- DTRAIN_ARGS... : prints the job id
+submit() {
+    local opts=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    local id
+    id=$(cd "$WORK" && timeout 30 sbatch --parsable --chdir="$WORK" --time=10 --signal=B:USR1@60 \
+         "${opts[@]}" "$SBATCH_SCRIPT" "$@") || die "sbatch failed"
+    id=${id%%;*}
+    JOBS+=("$id")
+    echo "$id"
+}
+
+# job_field ID KEY: a field of `scontrol show job`
+job_field() { scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+
+# wait_job ID TIMEOUT_S: wait for a final state; prints it
+wait_job() {
+    local id=$1 end=$(( $(date +%s) + $2 )) st
+    while :; do
+        st=$(job_field "$id" JobState)
+        case $st in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | PREEMPTED | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE)
+            echo "$st"; return 0 ;;
+        esac
+        [ "$(date +%s)" -lt $end ] || { echo "WAIT_TIMEOUT($st)"; return 1; }
+        sleep 0.2
+    done
+}
+
+# show_job ID: what to look at when a job went wrong
+show_job() {
+    echo "---- scontrol show job $1"; scontrol show job "$1" 2>&1 | head -n 40
+    echo "---- job output"; cat "$WORK/dtrain-$1.out" 2>/dev/null
+}
+
+# json_field FILE KEY: a value of summary.json (quotes removed)
+json_field() { sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -n 1; }
