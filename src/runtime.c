@@ -26,6 +26,10 @@ void dt_runtime_fix_blas_kernel(char **argv)
     /* DTRAIN_BLAS_REEXEC: "0" never; "force" even when the user's own
      * OPENBLAS_CORETYPE chose a fallback core (the test of this path on CPUs
      * that OpenBLAS does recognise); unset: only when OpenBLAS guessed. */
+#ifdef DTRAIN_SMPI
+    (void)argv; /* every simulated rank is a thread of smpirun: no exec */
+    return;
+#endif
     const char *mode = getenv("DTRAIN_BLAS_REEXEC");
     if (mode && strcmp(mode, "0") == 0) return;
     bool force = mode && strcmp(mode, "force") == 0;
