@@ -3,7 +3,8 @@
 #
 #   launch/setup.sh train   install, build, train the default model on 2 ranks
 #   launch/setup.sh test    install, build, run the whole test suite, then
-#                           again built with AddressSanitizer + UBSan
+#                           again built with AddressSanitizer + UBSan, then
+#                           a short run of every libFuzzer target
 #
 # Installs the Debian packages that are missing (as root, or through sudo),
 # configures and builds with CMake into build/ (build-asan/ for the
@@ -15,7 +16,8 @@ packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenbla
           libyaml-dev check zlib1g-dev dataset-fashion-mnist)
 # what the tests use beyond that: a local Slurm cluster, the SimGrid
 # simulator, gnuplot for the scaling plots
-test_packages=(slurmctld slurmd slurm-client munge libsimgrid-dev gnuplot-nox)
+test_packages=(slurmctld slurmd slurm-client munge libsimgrid-dev gnuplot-nox clang
+               libclang-rt-14-dev)
 
 install_packages() { # install_packages PACKAGE...
     local missing=()
@@ -53,6 +55,7 @@ test)
     (cd build && ctest --output-on-failure -j 2 --timeout 900)
     build build-asan -DDTRAIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
     (cd build-asan && ctest --output-on-failure -j 2 --timeout 1500)
+    tests/fuzz/run.sh 20   # every fuzz target for 20 s (longer: tests/fuzz/run.sh 3600)
     ;;
 *)
     echo "usage: launch/setup.sh train|test" >&2
