@@ -270,6 +270,19 @@ bool dt_all_finite(const float *g, size_t n)
     return true;
 }
 
+bool dt_scale_all_finite(float *g, size_t n, float scale)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = g[i] * scale;
+        g[i] = v;
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
 /* Sum of squares in double with 8 independent partial sums: the inner j
  * loop vectorises (a single running double sum would not be reordered by
  * the compiler) and the pairwise-ish split is also a little more accurate. */

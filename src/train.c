@@ -470,10 +470,8 @@ static dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_er
         double t4 = dt_comm_time();
         const double in_backward = dt_grad_sync_ready_seconds(tr->sync);
 
-        const float inv_b = 1.0f / (float)b;
-        for (size_t j = 0; j < n_params; j++) g[j] *= inv_b;
+        const bool finite = dt_scale_all_finite(g, n_params, 1.0f / (float)b);
         double lr = dt_sched_lr(&tr->sched, tr->opt.t);
-        bool finite = dt_all_finite(g, n_params);
         if (finite) {
             dt_optim_preprocess(&tr->opt, w, g);
             dt_optim_step(&tr->opt, w, g, lr);

@@ -57,6 +57,9 @@ void dt_optim_free(dt_optimizer *opt);
 
 /* True iff every g[i] is finite. */
 bool dt_all_finite(const float *g, size_t n);
+/* g *= scale, then the same verdict, in one pass over the arena (the
+ * trainer's division by the global batch and its non-finite guard). */
+bool dt_scale_all_finite(float *g, size_t n, float scale);
 
 /* SPEC pre-processing steps 3-4 in place: g += weight_decay * w (not for
  * adamw), then global-norm clipping when clip_grad_norm > 0. Returns the

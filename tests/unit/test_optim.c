@@ -571,6 +571,28 @@ START_TEST(test_all_finite)
 }
 END_TEST
 
+START_TEST(test_scale_all_finite)
+{
+    const size_t n = 1001;
+    float *g = malloc(n * sizeof *g);
+    ck_assert_ptr_nonnull(g);
+    for (size_t i = 0; i < n; i++) g[i] = (float)i - 500.0f;
+    ck_assert(dt_scale_all_finite(g, n, 0.25f));
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq(g[i], ((float)i - 500.0f) * 0.25f);
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t bi = 0; bi < 3; bi++) {
+        g[n - 1] = bad[bi]; /* the tail too */
+        ck_assert(!dt_scale_all_finite(g, n, 1.0f / 128));
+        g[n - 1] = 0;
+        g[3] = bad[bi];
+        ck_assert(!dt_scale_all_finite(g, n, 1.0f / 128));
+        g[3] = 0;
+    }
+    ck_assert(dt_scale_all_finite(g, n, 1.0f / 128));
+    free(g);
+}
+END_TEST
+
 /* ---- no allocation in the hot path ---------------------------------------- */
 
 START_TEST(test_step_allocates_nothing)
@@ -618,6 +640,7 @@ int main(void)
     tcase_add_test(tp, test_decay_before_clip);
     tcase_add_test(tp, test_preprocess_long_vector);
     tcase_add_test(tp, test_all_finite);
+    tcase_add_test(tp, test_scale_all_finite);
     tcase_add_test(tp, test_step_allocates_nothing);
     suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
