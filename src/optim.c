@@ -138,29 +138,11 @@ static adam_coef adam_coefs(const dt_optim_hparams *hp, long t, double lr)
     };
 }
 
-static void step_adam(const dt_optim_hparams *hp, long t, double lr, size_t n,
-                      float *restrict w, const float *restrict g, float *restrict m,
-                      float *restrict v)
+/* Adam with a decoupled decay `dec` applied first (w -= dec*w with the old
+ * w): adamw passes lr*weight_decay, adam 0 (w - 0*w is w exactly). */
+static void adam_loop(const adam_coef c, float dec, size_t n, float *restrict w,
+                      const float *restrict g, float *restrict m, float *restrict v)
 {
-    const adam_coef c = adam_coefs(hp, t, lr);
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = c.b1 * m[i] + c.omb1 * gi;
-        float vi = c.b2 * v[i] + c.omb2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        w[i] -= c.step * mi / (sqrtf(vi) * c.rbc2 + c.eps);
-    }
-}
-
-/* Decoupled decay first (w -= lr*wd*w, with the old w), then adam. The
- * coupled decay of dt_optim_preprocess is skipped for this one (table). */
-static void step_adamw(const dt_optim_hparams *hp, long t, double lr, size_t n,
-                       float *restrict w, const float *restrict g, float *restrict m,
-                       float *restrict v)
-{
-    const adam_coef c = adam_coefs(hp, t, lr);
-    const float dec = (float)(lr * hp->weight_decay);
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = c.b1 * m[i] + c.omb1 * gi;
@@ -170,6 +152,22 @@ static void step_adamw(const dt_optim_hparams *hp, long t, double lr, size_t n,
         float wi = w[i] - dec * w[i];
         w[i] = wi - c.step * mi / (sqrtf(vi) * c.rbc2 + c.eps);
     }
+}
+
+static void step_adam(const dt_optim_hparams *hp, long t, double lr, size_t n,
+                      float *restrict w, const float *restrict g, float *restrict m,
+                      float *restrict v)
+{
+    adam_loop(adam_coefs(hp, t, lr), 0.0f, n, w, g, m, v);
+}
+
+/* Decoupled decay first, then adam. The coupled decay of
+ * dt_optim_preprocess is skipped for this one (table). */
+static void step_adamw(const dt_optim_hparams *hp, long t, double lr, size_t n,
+                       float *restrict w, const float *restrict g, float *restrict m,
+                       float *restrict v)
+{
+    adam_loop(adam_coefs(hp, t, lr), (float)(lr * hp->weight_decay), n, w, g, m, v);
 }
 
 /* v = v - (1-beta2)*sign(v - g^2)*g^2 with sign(0) = 0; otherwise adam. The
