@@ -841,6 +841,18 @@ static int read_latest(const char *dir, char *name, size_t name_size, char *why,
     return 1;
 }
 
+/* One candidate of resume("latest"): DT_OK, DT_EDATA with the reason in *e
+ * (try the next file), or any other status, copied to err (give up). */
+static dt_status try_candidate(const char *path, const dt_ckpt_header *expect, float *params,
+                               float *const *state, dt_ckpt_header *got, dt_error *e,
+                               dt_error *err)
+{
+    memset(e, 0, sizeof *e);
+    dt_status st = dt_ckpt_read(path, expect, params, state, got, e);
+    if (st != DT_OK && st != DT_EDATA && err) *err = *e;
+    return st;
+}
+
 dt_status dt_ckpt_resume(const char *what, const char *dir, const dt_ckpt_header *expect,
                          float *params, float *const *state, dt_ckpt_header *got,
                          char *path_out, size_t path_size, dt_ckpt_warn_fn warn, void *ctx,
@@ -874,13 +886,9 @@ dt_status dt_ckpt_resume(const char *what, const char *dir, const dt_ckpt_header
         if (!join_path(path, sizeof path, dir, tried)) {
             dt_fail(&e1, DT_EDATA, "%s/%s: path too long", dir, tried);
         } else {
-            dt_error e = {0};
-            st = dt_ckpt_read(path, expect, params, state, got, &e);
-            if (st == DT_OK) goto done;
-            if (st != DT_EDATA) {
-                if (err) *err = e;
-                goto done;
-            }
+            dt_error e;
+            st = try_candidate(path, expect, params, state, got, &e, err);
+            if (st != DT_EDATA) goto done;
             e1 = e;
         }
         failed = true;
@@ -893,13 +901,9 @@ dt_status dt_ckpt_resume(const char *what, const char *dir, const dt_ckpt_header
     for (size_t i = 0; i < n; i++) {
         if (lr == 1 && strcmp(v[i].name, tried) == 0) continue;
         if (!join_path(path, sizeof path, dir, v[i].name)) continue;
-        dt_error e = {0};
-        st = dt_ckpt_read(path, expect, params, state, got, &e);
-        if (st == DT_OK) goto done;
-        if (st != DT_EDATA) {
-            if (err) *err = e;
-            goto done;
-        }
+        dt_error e;
+        st = try_candidate(path, expect, params, state, got, &e, err);
+        if (st != DT_EDATA) goto done;
         if (!failed) e1 = e;
         failed = true;
         warnf(warn, ctx, "%s (skipped)", e.msg);
