@@ -69,19 +69,7 @@ if [ $missing -eq 1 ]; then
 fi
 
 # ---- helpers --------------------------------------------------------------------
-alive() { [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
-# daemon_pid PIDFILE WORD...: the pid in PIDFILE if that process is alive and
-# its command line contains every WORD (a recycled pid does not match)
-daemon_pid() {
-    local file=$1 pid cmd w
-    shift
-    [ -s "$file" ] || return 1
-    pid=$(tr -dc 0-9 <"$file")
-    [ -n "$pid" ] && alive "$pid" || return 1
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    for w; do [[ " $cmd " == *" $w "* ]] || return 1; done
-    echo "$pid"
-}
+. "$here/lib.sh" # alive, daemon_pid
 # retry SECONDS CMD...: run CMD every 0.1 s until it succeeds or time is up
 retry() {
     local end=$(( $(date +%s) + $1 ))

@@ -33,17 +33,7 @@ say() { echo "[stop-cluster] $*"; said=1; }
 
 [ -d "$state" ] || { [ $quiet -eq 1 ] || say "no $state, nothing to stop"; exit 0; }
 
-alive() { [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
-daemon_pid() { # PIDFILE WORD...: as in start-cluster.sh
-    local file=$1 pid cmd w
-    shift
-    [ -s "$file" ] || return 1
-    pid=$(tr -dc 0-9 <"$file")
-    [ -n "$pid" ] && alive "$pid" || return 1
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    for w; do [[ " $cmd " == *" $w "* ]] || return 1; done
-    echo "$pid"
-}
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh" # alive, daemon_pid
 stop_pid() { # PID NAME: SIGTERM, up to 10 s, then SIGKILL
     local pid=$1 name=$2 i
     kill -TERM "$pid" 2>/dev/null || return 0
