@@ -17,7 +17,7 @@ packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenbla
 # what the tests use beyond that: a local Slurm cluster, the SimGrid
 # simulator, gnuplot for the scaling plots
 test_packages=(slurmctld slurmd slurm-client munge libsimgrid-dev gnuplot-nox clang
-               libclang-rt-14-dev)
+               libclang-rt-14-dev python3 procps)
 
 install_packages() { # install_packages PACKAGE...
     local missing=()
