@@ -494,15 +494,17 @@ void dt_dataset_stats(const dt_dataset *ds, double *mean, double *std)
 void dt_gather_batch(const dt_dataset *ds, const uint32_t *idx, long count, float mean,
                      float std, float *x, int *y)
 {
-    /* 256-entry table: one lookup per pixel, same value for equal bytes. */
-    float lut[256];
-    for (int b = 0; b < 256; b++) lut[b] = (float)((b / 255.0 - (double)mean) / (double)std);
+    /* (v/255 - mean)/std = v*scale + shift: a convert and a multiply-add
+     * per pixel, which vectorises (a 256-entry table lookup does not, and
+     * cost 4% of an MLP update). */
+    const float scale = (float)(1.0 / (255.0 * (double)std));
+    const float shift = (float)(-(double)mean / (double)std);
     const long ss = ds->sample_size;
     for (long k = 0; k < count; k++) {
         DT_CHECK(idx[k] < (uint64_t)ds->n);
-        const uint8_t *src = ds->images + (size_t)idx[k] * (size_t)ss;
-        float *dst = x + (size_t)k * (size_t)ss;
-        for (long j = 0; j < ss; j++) dst[j] = lut[src[j]];
+        const uint8_t *restrict src = ds->images + (size_t)idx[k] * (size_t)ss;
+        float *restrict dst = x + (size_t)k * (size_t)ss;
+        for (long j = 0; j < ss; j++) dst[j] = (float)src[j] * scale + shift;
         y[k] = ds->labels[idx[k]];
     }
 }
