@@ -322,18 +322,25 @@ double dt_optim_preprocess(const dt_optimizer *opt, const float *w, float *g)
 {
     const dt_optim_hparams *hp = &opt->hp;
     const size_t n = opt->n;
+    const bool decay = kind_of(hp)->coupled_decay && hp->weight_decay != 0;
+    if (hp->clip_grad_norm <= 0) {
+        /* No clipping: the norm is not needed, only the decay (or nothing). */
+        if (decay) {
+            const float wd = (float)hp->weight_decay;
+            for (size_t i = 0; i < n; i++) g[i] += wd * w[i];
+        }
+        return 0;
+    }
     double ss;
-    if (kind_of(hp)->coupled_decay && hp->weight_decay != 0)
+    if (decay)
         ss = decay_sumsq(g, w, (float)hp->weight_decay, n);
     else
         ss = sumsq(g, n);
     double norm = sqrt(ss);
-    if (hp->clip_grad_norm > 0) {
-        double scale = hp->clip_grad_norm / (norm + 1e-6);
-        if (scale < 1.0) {
-            const float s = (float)scale;
-            for (size_t i = 0; i < n; i++) g[i] *= s;
-        }
+    double scale = hp->clip_grad_norm / (norm + 1e-6);
+    if (scale < 1.0) {
+        const float s = (float)scale;
+        for (size_t i = 0; i < n; i++) g[i] *= s;
     }
     return norm;
 }

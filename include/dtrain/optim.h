@@ -62,8 +62,10 @@ bool dt_all_finite(const float *g, size_t n);
 bool dt_scale_all_finite(float *g, size_t n, float scale);
 
 /* SPEC pre-processing steps 3-4 in place: g += weight_decay * w (not for
- * adamw), then global-norm clipping when clip_grad_norm > 0. Returns the
- * gradient norm after decay and before clipping (accumulated in double). */
+ * adamw), then global-norm clipping when clip_grad_norm > 0. With clipping,
+ * returns the gradient norm after decay and before clipping (accumulated in
+ * double); without, the norm is not computed (one pass fewer) and 0 is
+ * returned. */
 double dt_optim_preprocess(const dt_optimizer *opt, const float *w, float *g);
 
 /* One update with learning rate lr: increments opt->t first, so bias
