@@ -345,6 +345,30 @@ double dt_optim_preprocess(const dt_optimizer *opt, const float *w, float *g)
     return norm;
 }
 
+bool dt_optim_prepare(const dt_optimizer *opt, const float *w, float *g, float scale)
+{
+    const dt_optim_hparams *hp = &opt->hp;
+    const size_t n = opt->n;
+    const bool decay = kind_of(hp)->coupled_decay && hp->weight_decay != 0;
+    if (hp->clip_grad_norm > 0 || !decay) {
+        if (!dt_scale_all_finite(g, n, scale)) return false;
+        dt_optim_preprocess(opt, w, g);
+        return true;
+    }
+    /* scale, check, decay in one pass: the same operations in the same
+     * order as the two calls above (no contraction under -std=c11) */
+    const float wd = (float)hp->weight_decay;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = g[i] * scale;
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+        g[i] = v + wd * w[i];
+    }
+    return !bad;
+}
+
 void dt_optim_step(dt_optimizer *opt, float *w, const float *g, double lr)
 {
     const optimizer_kind *k = kind_of(&opt->hp);

@@ -470,12 +470,9 @@ static dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_er
         double t4 = dt_comm_time();
         const double in_backward = dt_grad_sync_ready_seconds(tr->sync);
 
-        const bool finite = dt_scale_all_finite(g, n_params, 1.0f / (float)b);
+        const bool finite = dt_optim_prepare(&tr->opt, w, g, 1.0f / (float)b);
         double lr = dt_sched_lr(&tr->sched, tr->opt.t);
-        if (finite) {
-            dt_optim_preprocess(&tr->opt, w, g);
-            dt_optim_step(&tr->opt, w, g, lr);
-        }
+        if (finite) dt_optim_step(&tr->opt, w, g, lr);
         double t5 = dt_comm_time();
         tr->time.data += t1 - t0;
         tr->time.forward += t2 - t1;

@@ -68,6 +68,14 @@ bool dt_scale_all_finite(float *g, size_t n, float scale);
  * returned. */
 double dt_optim_preprocess(const dt_optimizer *opt, const float *w, float *g);
 
+/* The trainer's whole pre-processing of a summed gradient: g *= scale (the
+ * 1/b of SPEC step 1), the non-finite verdict (step 2), then steps 3-4 as
+ * dt_optim_preprocess. Bit-identical to dt_scale_all_finite followed by
+ * dt_optim_preprocess, in one pass over the arena when there is no
+ * clipping. Returns false when g is not finite (then g is unspecified and
+ * the update must be skipped). */
+bool dt_optim_prepare(const dt_optimizer *opt, const float *w, float *g, float scale);
+
 /* One update with learning rate lr: increments opt->t first, so bias
  * corrections use t = 1 on the first update. */
 void dt_optim_step(dt_optimizer *opt, float *w, const float *g, double lr);

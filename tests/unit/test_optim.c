@@ -593,6 +593,44 @@ START_TEST(test_scale_all_finite)
 }
 END_TEST
 
+START_TEST(test_prepare_matches_two_calls)
+{
+    /* the fused pre-processing is bit-identical to scale + check, then
+     * preprocess, with decay, without, with clipping, and for adamw */
+    const size_t n = 777;
+    float *w = malloc(n * sizeof *w), *g0 = malloc(n * sizeof *g0);
+    float *ga = malloc(n * sizeof *ga), *gb = malloc(n * sizeof *gb);
+    ck_assert(w && g0 && ga && gb);
+    for (size_t i = 0; i < n; i++) {
+        w[i] = sinf((float)i) * 0.7f;
+        g0[i] = cosf((float)i * 1.3f) * 9.0f;
+    }
+    const struct { dt_optimizer_name name; double wd, clip; } cases[] = {
+        {DT_OPT_MOMENTUM, 1e-3, 0}, {DT_OPT_MOMENTUM, 0, 0}, {DT_OPT_SGD, 0.05, 0.5},
+        {DT_OPT_ADAMW, 0.01, 0}, {DT_OPT_ADAM, 0.01, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        dt_optim_hparams hp = {.name = cases[c].name, .momentum = 0.9, .beta1 = 0.9,
+                               .beta2 = 0.999, .eps = 1e-8,
+                               .weight_decay = cases[c].wd, .clip_grad_norm = cases[c].clip};
+        dt_optimizer opt;
+        ck_assert_int_eq(dt_optim_init(&opt, &hp, n, NULL), DT_OK);
+        memcpy(ga, g0, n * sizeof *ga);
+        memcpy(gb, g0, n * sizeof *gb);
+        ck_assert(dt_optim_prepare(&opt, w, ga, 1.0f / 96));
+        ck_assert(dt_scale_all_finite(gb, n, 1.0f / 96));
+        dt_optim_preprocess(&opt, w, gb);
+        ck_assert_msg(memcmp(ga, gb, n * sizeof *ga) == 0, "case %zu differs", c);
+        ga[n - 1] = NAN;
+        ck_assert(!dt_optim_prepare(&opt, w, ga, 1.0f / 96));
+        ga[0] = INFINITY;
+        ck_assert(!dt_optim_prepare(&opt, w, ga, 1.0f / 96));
+        dt_optim_free(&opt);
+    }
+    free(w), free(g0), free(ga), free(gb);
+}
+END_TEST
+
 /* ---- no allocation in the hot path ---------------------------------------- */
 
 START_TEST(test_step_allocates_nothing)
@@ -641,6 +679,7 @@ int main(void)
     tcase_add_test(tp, test_preprocess_long_vector);
     tcase_add_test(tp, test_all_finite);
     tcase_add_test(tp, test_scale_all_finite);
+    tcase_add_test(tp, test_prepare_matches_two_calls);
     tcase_add_test(tp, test_step_allocates_nothing);
     suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
