@@ -10,7 +10,12 @@ rtol=${RTOL:-1e-5}
 cfg="$DT_SOURCE/configs/$1"
 read -r -a nps <<< "$2"
 shift 2
-sets=(--set train.steps=20 --set train.log_every=1 --set comm.check_replicas_every=1 "$@")
+# One BLAS thread everywhere: a threaded GEMM sums in another order too, and
+# only the world size is under test. (Plain SGD at lr 0.1 starts at the edge
+# of stability, where any 1e-7 difference grows ~5x per update: measured,
+# 1 rank with 2 threads vs 3 ranks drifts to 2.6e-3 by update 20.)
+sets=(--set train.steps=20 --set train.log_every=1 --set comm.check_replicas_every=1
+      --set runtime.threads=1 "$@")
 for np in "${nps[@]}"; do
     rc=$(run "$np" "$WORK/np$np" "${sets[@]}" "$cfg")
     [ "$rc" -eq 0 ] || { cat "$WORK/np$np.log"; die "np $np exited $rc"; }
