@@ -606,6 +606,9 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
     dt_error err = {0};
     const bool root = comm->rank == 0;
 
+    /* A stop request during start-up is honoured after the first update
+     * (with its checkpoint), not by the signal's default action. */
+    install_stop_handlers();
     dt_status st = dt_config_load(opt->config_path, opt->sets, opt->n_sets, &tr.cfg, &err);
     if ((st = agree(&tr, st, &err))) goto done;
     if (opt->print_config) {
@@ -686,7 +689,6 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
     double wall0 = dt_comm_time();
     run_result res = {0};
     res.skipped = skipped;
-    install_stop_handlers();
     st = train_loop(&tr, first_step, &res, &err);
     if ((st = agree(&tr, st, &err))) goto done;
     double wall = dt_comm_time() - wall0;

@@ -20,6 +20,7 @@ stop() {
     exit 5
 }
 trap stop USR1
+touch "$FAKE_OUT/ready.$rank" # the trap is set: the test may signal now
 [ "$rank" = 0 ] && touch "$FAKE_OUT/running"
 for _ in $(seq 600); do sleep 0.1; done
 exit 0

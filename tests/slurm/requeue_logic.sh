@@ -11,11 +11,11 @@ id=$(submit --job-name=fake --output=dtrain-%j.out --nodes=2 --ntasks-per-node=2
      --export=ALL,DTRAIN_BIN="$DT_SOURCE/tests/slurm/fake_dtrain.sh",DTRAIN_LAUNCHER="$launcher",FAKE_OUT="$FAKE_OUT" \
      -- config.yaml)
 end=$(( $(date +%s) + 60 ))
-until [ -e "$FAKE_OUT/running" ]; do
+# every rank has set its trap (a rank signalled before would die of USR1)
+until [ "$(find "$FAKE_OUT" -maxdepth 1 -name 'ready.*' | wc -l)" -ge 4 ]; do
     [ "$(date +%s)" -lt $end ] || { show_job "$id"; die "the job did not start"; }
     sleep 0.2
 done
-sleep 1 # let every rank set its trap
 scancel --batch --signal=USR1 "$id" || die "scancel --signal failed"
 st=$(wait_job "$id" 90)
 [ "$st" = COMPLETED ] || { show_job "$id"; die "job $id ended $st, expected COMPLETED after a requeue"; }
