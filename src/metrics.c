@@ -66,11 +66,10 @@ void dt_metrics_train(dt_metrics *m, const dt_train_record *r)
     if (!m->progress) return;
 
     char line[256];
-    int n = snprintf(line, sizeof line,
+    snprintf(line, sizeof line,
                      "epoch %5.2f  step %ld/%ld  loss %.4f  lr %.4g  %.0f samples/s  comm %2.0f%%",
                      r->progress, r->step, r->total_steps, r->loss, r->lr, r->samples_per_second,
                      100.0 * r->comm_share);
-    (void)n;
     if (m->bar) {
         int width = 24, filled = r->total_steps ? (int)(width * r->step / r->total_steps) : 0;
         char bar[32];
