@@ -705,6 +705,7 @@ static const field comm_fields[] = {
     INT_ROW("bucket_kb", R_GT0, comm.bucket_kb, ST_LONG, 1024),
     BOOL_ROW("overlap", comm.overlap, 0, 1),
     INT_ROW("check_replicas_every", R_GE0, comm.check_replicas_every, ST_LONG, 100),
+    INT_ROW("timeout_s", R_GE0, comm.timeout_s, ST_LONG, 300),
 };
 
 static const field runtime_fields[] = {

@@ -96,6 +96,7 @@ typedef struct {
         long bucket_kb;
         bool overlap;
         long check_replicas_every;
+        long timeout_s; /* collective watchdog; 0 = off */
     } comm;
 
     struct {

@@ -237,6 +237,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.comm.bucket_kb, 1024);
     ck_assert(c.comm.overlap);
     ck_assert_int_eq(c.comm.check_replicas_every, 100);
+    ck_assert_int_eq(c.comm.timeout_s, 300);
     ck_assert_int_eq(c.runtime.threads, 0);
 }
 END_TEST
@@ -1054,6 +1055,7 @@ START_TEST(test_write_has_every_key)
         "  bucket_kb: 1024\n",
         "  overlap: true\n",
         "  check_replicas_every: 100\n",
+        "  timeout_s: 300\n",
         "  threads: 0\n",
         NULL};
     assert_has(buf, keys);
