@@ -660,10 +660,12 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
         dt_model_describe(tr.model, layout, sizeof layout);
         dt_metrics_note(tr.metrics,
                         "run %s: %d rank%s on %d node%s, %d BLAS thread%s per rank (OpenBLAS "
-                        "%s), %zu parameters",
+                        "%s%s), %zu parameters",
                         tr.cfg.run.name, comm->world, comm->world == 1 ? "" : "s", comm->nodes,
                         comm->nodes == 1 ? "" : "s", tr.threads, tr.threads == 1 ? "" : "s",
-                        dt_runtime_blas_core(), dt_model_param_count(tr.model));
+                        dt_runtime_blas_core(),
+                        dt_runtime_reexecuted() ? ", re-executed with OPENBLAS_CORETYPE set" : "",
+                        dt_model_param_count(tr.model));
         /* one indented line per layer */
         size_t len = strlen(layout);
         while (len && layout[len - 1] == '\n') layout[--len] = 0;
