@@ -437,6 +437,8 @@ static dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_er
     for (long step = first_step; step <= tr->total_steps; step++) {
         const long epoch = (step - 1) / tr->upe; /* 0-based */
         const long i = (step - 1) % tr->upe;     /* batch within the epoch */
+        dt_comm_set_step(step);
+        dt_comm_exit_if_orphaned();
         double t0 = dt_comm_time();
         if (i == 0 || step == first_step)
             dt_epoch_permutation(c->run.seed, (uint64_t)epoch, tr->perm, N);
@@ -611,6 +613,7 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
     install_stop_handlers();
     dt_status st = dt_config_load(opt->config_path, opt->sets, opt->n_sets, &tr.cfg, &err);
     if ((st = agree(&tr, st, &err))) goto done;
+    dt_comm_set_timeout((double)tr.cfg.comm.timeout_s);
     if (opt->print_config) {
         if (root) dt_config_write_yaml(&tr.cfg, stdout);
         if (!opt->check_only) goto done;

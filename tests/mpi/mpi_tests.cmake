@@ -32,3 +32,12 @@ foreach(cfg ${DT_OPTIM_CONFIGS})
   set_property(TEST mpi_same_updates_optim_${name} APPEND PROPERTY ENVIRONMENT RTOL=1e-4)
 endforeach()
 dt_mpi_test(runtime_blas_threads runtime.sh)
+
+# The collective watchdog and the killed launcher, with and without the
+# BLAS re-exec (the re-exec'd image must be found and signalled by name).
+foreach(reexec force 0)
+  foreach(t watchdog orphans)
+    dt_mpi_test(${t}_reexec_${reexec} ${t}.sh)
+    set_property(TEST mpi_${t}_reexec_${reexec} APPEND PROPERTY ENVIRONMENT DTRAIN_BLAS_REEXEC=${reexec})
+  endforeach()
+endforeach()
