@@ -1,6 +1,6 @@
 /* comm.c - MPI start-up, the agreed verdict, allreduce, replica checks.
  *
- * Every collective of a run waits through wait_all(): it polls the requests
+ * Every collective of a run waits through dt__comm_wait(): it polls the requests
  * instead of blocking in MPI_Wait, so that it can give up. A rank that
  * stops responding (SIGSTOP, a hung file system, a dead NIC) would
  * otherwise keep every other rank spinning in the collective until the
@@ -11,6 +11,8 @@
 #include "dtrain/comm.h"
 
 #include <mpi.h>
+
+#include "comm_internal.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +77,7 @@ static bool watching(void)
 /* Complete n requests, or end the job when the deadline passes. The clock
  * and the parent are read every 64 polls (about a microsecond each), so
  * the watchdog costs nothing next to the collective itself. */
-static void wait_all(int n, MPI_Request *req, const char *what)
+void dt__comm_wait(int n, MPI_Request *req, const char *what)
 {
     /* Unwatched (and under SMPI, whose simulated clock advances per
      * MPI_Test call): block. */
@@ -138,7 +140,7 @@ dt_status dt_comm_agree(const dt_comm *c, dt_status local, dt_error *err)
     int mine = local != DT_OK ? c->rank : c->world, first;
     MPI_Request req;
     MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &req);
-    wait_all(1, &req, "the agreement on a verdict");
+    dt__comm_wait(1, &req, "the agreement on a verdict");
     if (first == c->world) return DT_OK;
     struct {
         int code;
@@ -149,7 +151,7 @@ dt_status dt_comm_agree(const dt_comm *c, dt_status local, dt_error *err)
         memcpy(verdict.msg, err->msg, sizeof verdict.msg);
     }
     MPI_Ibcast(&verdict, (int)sizeof verdict, MPI_BYTE, first, MPI_COMM_WORLD, &req);
-    wait_all(1, &req, "the agreement on a verdict");
+    dt__comm_wait(1, &req, "the agreement on a verdict");
     err->code = (dt_status)verdict.code;
     memcpy(err->msg, verdict.msg, sizeof err->msg);
     err->msg[sizeof err->msg - 1] = 0;
@@ -170,7 +172,7 @@ static void allreduce_chunks(void *buf, size_t n, MPI_Datatype type, size_t elem
         }
         MPI_Request req;
         MPI_Iallreduce(MPI_IN_PLACE, part, (int)count, type, MPI_SUM, MPI_COMM_WORLD, &req);
-        wait_all(1, &req, what);
+        dt__comm_wait(1, &req, what);
     }
 }
 
@@ -191,7 +193,7 @@ void dt_comm_bcast(void *buf, size_t bytes, int root)
         MPI_Request req;
         MPI_Ibcast((char *)buf + off, (int)DT_MIN(chunk, bytes - off), MPI_BYTE, root,
                    MPI_COMM_WORLD, &req);
-        wait_all(1, &req, "a broadcast");
+        dt__comm_wait(1, &req, "a broadcast");
     }
 }
 
@@ -201,7 +203,7 @@ int dt_comm_all_equal_u64(uint64_t value)
     /* max of v and max of ~v (= ~min v) in one call */
     MPI_Request req;
     MPI_Iallreduce(mm, out, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD, &req);
-    wait_all(1, &req, "the replica check");
+    dt__comm_wait(1, &req, "the replica check");
     return out[0] == ~out[1];
 }
 
@@ -312,7 +314,7 @@ float *dt_grad_sync_finish(dt_grad_sync *s)
     }
     s->ready_from = 0;
     start_ready_buckets(s);
-    wait_all(s->n_buckets, s->req, "the gradient allreduce");
+    dt__comm_wait(s->n_buckets, s->req, "the gradient allreduce");
     return s->recv;
 }
 
