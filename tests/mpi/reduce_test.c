@@ -56,6 +56,16 @@ static uint32_t mix(uint32_t a, uint32_t b)
  * exactly (truncation or ties-away would fail). */
 typedef enum { PATTERN_INT, PATTERN_REAL, PATTERN_SPECIAL, PATTERN_ROUND } pattern;
 
+/* A NaN whose payload is only in the low bits: cut to bfloat16 without
+ * care it would become an Inf. */
+static float low_nan(void)
+{
+    uint32_t u = 0x7f800001u;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /* The input of rank r at index i. */
 static float input(pattern pat, int r, size_t i)
 {
@@ -63,7 +73,7 @@ static float input(pattern pat, int r, size_t i)
     if (pat == PATTERN_INT) return small;
     if (pat == PATTERN_SPECIAL && world >= 2 && i < 3) {
         if (i == 0) return r == 0 ? INFINITY : 1.0f;          /* Inf */
-        if (i == 1) return r == world - 1 ? NAN : 2.0f;       /* NaN */
+        if (i == 1) return r == world - 1 ? low_nan() : 2.0f; /* NaN */
         return r == 0 ? INFINITY : r == 1 ? -INFINITY : 0.0f; /* Inf - Inf = NaN */
     }
     if (pat == PATTERN_SPECIAL) return small;
