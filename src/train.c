@@ -123,26 +123,20 @@ static dt_status resolve_lengths(trainer *tr, dt_error *err)
                        c->source, c->train.global_batch, tr->train.n);
     tr->total_steps = dt_duration_steps(c->train.length, tr->upe);
 
+    /* the config holds the schedule but its durations: convert them */
     dt_sched *s = &tr->sched;
-    memset(s, 0, sizeof *s);
-    s->name = c->scheduler.name;
+    *s = c->scheduler.sched;
     s->base_lr = c->optimizer.lr;
     s->warmup_steps = c->scheduler.warmup.set ? dt_duration_steps(c->scheduler.warmup, tr->upe) : 0;
-    s->warmup_begin_lr = c->scheduler.warmup_begin_lr;
-    s->factor = c->scheduler.factor;
     s->step_size = c->scheduler.step_size.set ? dt_duration_steps(c->scheduler.step_size, tr->upe) : 1;
-    s->min_lr = c->scheduler.min_lr;
-    s->n_milestones = c->scheduler.n_milestones;
     for (int i = 0; i < s->n_milestones; i++) {
-        dt_duration m = {c->scheduler.milestones[i], c->scheduler.milestones_in_epochs, true};
+        dt_duration m = {s->milestones[i], c->scheduler.milestones_in_epochs, true};
         s->milestones[i] = dt_duration_steps(m, tr->upe); /* saturates, never overflows */
     }
     /* max unset = the run length; a run that ends inside its warmup never
      * reaches the decay, so only an explicit max_steps <= warmup is wrong. */
     s->max_steps = c->scheduler.max.set ? dt_duration_steps(c->scheduler.max, tr->upe)
                                         : DT_MAX(tr->total_steps, s->warmup_steps + 1);
-    s->final_lr = c->scheduler.final_lr;
-    s->power = c->scheduler.power;
     if ((s->name == DT_SCHED_COSINE || s->name == DT_SCHED_POLY) &&
         s->max_steps <= s->warmup_steps)
         return dt_fail(err, DT_ECONFIG,
@@ -185,20 +179,7 @@ static dt_status write_resolved_config(const dt_config *c, dt_error *err)
     return DT_OK;
 }
 
-static void optim_hparams(const dt_config *c, dt_optim_hparams *hp)
-{
-    memset(hp, 0, sizeof *hp);
-    hp->name = c->optimizer.name;
-    hp->momentum = c->optimizer.momentum;
-    hp->nesterov = c->optimizer.nesterov;
-    hp->beta1 = c->optimizer.beta1;
-    hp->beta2 = c->optimizer.beta2;
-    hp->alpha = c->optimizer.alpha;
-    hp->rho = c->optimizer.rho;
-    hp->eps = c->optimizer.eps;
-    hp->weight_decay = c->optimizer.weight_decay;
-    hp->clip_grad_norm = c->optimizer.clip_grad_norm;
-}
+static void optim_hparams(const dt_config *c, dt_optim_hparams *hp) { *hp = c->optimizer.hp; }
 
 static void checkpoint_identity(const trainer *tr, dt_ckpt_header *h);
 
@@ -583,8 +564,8 @@ static void print_plan(const trainer *tr)
            c->run.name, dt_model_param_count(tr->model), tr->train.n, tr->test.n,
            tr->total_steps, tr->upe, b, tr->comm->world, tr->comm->world == 1 ? "" : "s",
            b / tr->comm->world, (b + tr->comm->world - 1) / tr->comm->world,
-           dt_optimizer_str(c->optimizer.name), c->optimizer.lr,
-           dt_sched_str(c->scheduler.name), c->run.out_dir);
+           dt_optimizer_str(c->optimizer.hp.name), c->optimizer.lr,
+           dt_sched_str(c->scheduler.sched.name), c->run.out_dir);
 }
 
 /* Agree on a verdict; on failure rank 0 prints the one error line. */
@@ -682,8 +663,8 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
                         "%ld train / %ld test samples, %ld updates of %ld (%ld per epoch), %s "
                         "lr %g, %s schedule -> %s",
                         tr.train.n, tr.test.n, tr.total_steps, tr.cfg.train.global_batch,
-                        tr.upe, dt_optimizer_str(tr.cfg.optimizer.name), tr.cfg.optimizer.lr,
-                        dt_sched_str(tr.cfg.scheduler.name), tr.cfg.run.out_dir);
+                        tr.upe, dt_optimizer_str(tr.cfg.optimizer.hp.name), tr.cfg.optimizer.lr,
+                        dt_sched_str(tr.cfg.scheduler.sched.name), tr.cfg.run.out_dir);
     }
 
     double wall0 = dt_comm_time();
