@@ -215,6 +215,11 @@ static const optimizer_kind *kind_of(const dt_optim_hparams *hp)
     return &optimizers[hp->name];
 }
 
+const char *dt_optimizer_str(dt_optimizer_name name)
+{
+    return (unsigned)name < DT_OPT_COUNT ? optimizers[name].name : "?";
+}
+
 int dt_optim_state_slots(const dt_optim_hparams *hp) { return kind_of(hp)->state_slots; }
 
 dt_status dt_optim_init(dt_optimizer *opt, const dt_optim_hparams *hp, size_t n, dt_error *err)

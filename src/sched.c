@@ -1,7 +1,7 @@
 /* sched.c - the learning-rate schedules of SPEC.md as pure functions of k.
  *
  * Linear warmup over the first W updates, then one small function per
- * schedule (table `schedules`) of j = k - W. Everything is double: the
+ * schedule (table `schedules`, with the schedule's name) of j = k - W. Everything is double: the
  * cosine schedule's 1 + cos(pi*j/L) cancels near its end, and float32
  * formulas miss the reference there by a relative 4e-6.
  *
@@ -63,11 +63,19 @@ static double lr_poly(const dt_sched *s, long j)
     return s->final_lr + (s->base_lr - s->final_lr) * pow(1.0 - (double)j / len, s->power);
 }
 
-static const sched_fn schedules[DT_SCHED_COUNT] = {
-    [DT_SCHED_CONSTANT] = lr_constant, [DT_SCHED_FACTOR] = lr_factor,
-    [DT_SCHED_MULTISTEP] = lr_multistep, [DT_SCHED_SQRT] = lr_sqrt,
-    [DT_SCHED_COSINE] = lr_cosine,     [DT_SCHED_POLY] = lr_poly,
+static const struct {
+    const char *name; /* SPEC's scheduler.name */
+    sched_fn lr;
+} schedules[DT_SCHED_COUNT] = {
+    [DT_SCHED_CONSTANT] = {"constant", lr_constant}, [DT_SCHED_FACTOR] = {"factor", lr_factor},
+    [DT_SCHED_MULTISTEP] = {"multistep", lr_multistep}, [DT_SCHED_SQRT] = {"sqrt", lr_sqrt},
+    [DT_SCHED_COSINE] = {"cosine", lr_cosine},       [DT_SCHED_POLY] = {"poly", lr_poly},
 };
+
+const char *dt_sched_str(dt_sched_name name)
+{
+    return (unsigned)name < DT_SCHED_COUNT ? schedules[name].name : "?";
+}
 
 double dt_sched_lr(const dt_sched *s, long k)
 {
@@ -76,5 +84,5 @@ double dt_sched_lr(const dt_sched *s, long k)
     long w = s->warmup_steps;
     if (k < w)
         return s->warmup_begin_lr + (s->base_lr - s->warmup_begin_lr) * (double)k / (double)w;
-    return schedules[s->name](s, k - w);
+    return schedules[s->name].lr(s, k - w);
 }

@@ -26,8 +26,12 @@
 #include <stdint.h>
 
 #include "dtrain/common.h"
+#include "dtrain/optim.h"
 
-#define DT_CKPT_MAX_SLOTS 2
+/* A checkpoint holds every state arena an optimizer may keep. optim.h is a
+ * header of constants and types to checkpoint (no link dependency); optim
+ * knows nothing of checkpoints. */
+#define DT_CKPT_MAX_SLOTS DT_OPTIM_MAX_SLOTS
 
 typedef struct {
     uint64_t layout_hash; /* model layout (layers, input shape) */

@@ -63,27 +63,25 @@ typedef struct {
         long eval_every, log_every;
     } train;
 
+    /* The optimizer's hyper-parameters as optim takes them; lr is the base of
+     * the schedule, nonfinite the trainer's policy. */
     struct {
-        dt_optimizer_name name;
-        double lr, momentum;
-        bool nesterov;
-        double beta1, beta2, alpha, rho, eps;
-        double weight_decay, clip_grad_norm;
+        dt_optim_hparams hp;
+        double lr;
         dt_nonfinite_policy nonfinite;
     } optimizer;
 
+    /* The schedule as sched takes it, except what needs the number of
+     * updates per epoch: the trainer fills sched.base_lr (optimizer.lr),
+     * sched.warmup_steps, sched.step_size and sched.max_steps from the
+     * durations here, and converts sched.milestones, which are in epochs
+     * when milestones_in_epochs. */
     struct {
-        dt_sched_name name;
+        dt_sched sched;
         dt_duration warmup;       /* warmup_steps | warmup_epochs */
-        double warmup_begin_lr;
-        double factor;
         dt_duration step_size;    /* step_size | step_size_epochs */
-        double min_lr;
-        int n_milestones;
-        long milestones[DT_MAX_MILESTONES];
-        bool milestones_in_epochs;
         dt_duration max;          /* max_steps | max_epochs; unset = run length */
-        double final_lr, power;
+        bool milestones_in_epochs;
     } scheduler;
 
     struct {
@@ -113,11 +111,6 @@ dt_status dt_config_load(const char *path, const char *const *sets, int n_sets,
 /* Write the resolved configuration (every key, defaults filled in) as YAML
  * that dt_config_load reads back to an identical dt_config. */
 void dt_config_write_yaml(const dt_config *cfg, FILE *out);
-
-/* Table names: "sgd", "cosine", "relu", ... */
-const char *dt_optimizer_str(dt_optimizer_name name);
-const char *dt_sched_str(dt_sched_name name);
-const char *dt_layer_str(dt_layer_kind kind);
 
 /* A duration in updates: value * updates_per_epoch when in epochs. */
 long dt_duration_steps(dt_duration d, long updates_per_epoch);

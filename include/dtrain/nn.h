@@ -35,6 +35,10 @@ typedef enum {
     DT_LAYER_KIND_COUNT
 } dt_layer_kind;
 
+/* The kind's name as the config spells it ("dense", "relu", ...); "?" out of
+ * range. */
+const char *dt_layer_str(dt_layer_kind kind);
+
 /* One item of model.layers. Fields that do not apply to the kind are 0. */
 typedef struct {
     dt_layer_kind kind;

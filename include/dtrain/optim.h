@@ -46,6 +46,10 @@ typedef struct {
     float *state[DT_OPTIM_MAX_SLOTS];  /* 64-byte aligned, n floats each */
 } dt_optimizer;
 
+/* The optimizer's name as the config spells it ("sgd", "adamw", ...); "?"
+ * out of range. */
+const char *dt_optimizer_str(dt_optimizer_name name);
+
 /* Number of state arenas the named optimizer keeps (sgd with momentum > 0
  * behaves as momentum and keeps 1). */
 int dt_optim_state_slots(const dt_optim_hparams *hp);

@@ -32,6 +32,10 @@ typedef struct {
     double final_lr, power;   /* cosine, poly */
 } dt_sched;
 
+/* The schedule's name as the config spells it ("constant", "cosine", ...);
+ * "?" out of range. */
+const char *dt_sched_str(dt_sched_name name);
+
 /* lr(k) for k >= 0. */
 double dt_sched_lr(const dt_sched *s, long k);
 

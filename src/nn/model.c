@@ -32,6 +32,11 @@ static const nn_kind *const kinds[DT_LAYER_KIND_COUNT] = {
     [DT_LAYER_MAXPOOL] = &nn_kind_maxpool,
 };
 
+const char *dt_layer_str(dt_layer_kind kind)
+{
+    return (unsigned)kind < DT_LAYER_KIND_COUNT ? kinds[kind]->name : "?";
+}
+
 /* Parameter counts are ints in MPI and cblas calls. */
 #define NN_MAX_PARAMS 2147483647UL
 #define NN_ALIGN_FLOATS 16 /* 64 bytes */
@@ -54,8 +59,8 @@ static dt_status layer_fail(dt_error *err, const char *source, const dt_layer_sp
 {
     char pos[1024];
     position(pos, sizeof pos, source, s);
-    const char *name = (unsigned)s->kind < DT_LAYER_KIND_COUNT ? kinds[s->kind]->name : "?";
-    return dt_fail(err, DT_ECONFIG, "%smodel.layers[%d] (%s): %s", pos, i, name, what);
+    return dt_fail(err, DT_ECONFIG, "%smodel.layers[%d] (%s): %s", pos, i, dt_layer_str(s->kind),
+                   what);
 }
 
 static int shape_size(nn_shape s, long *out)

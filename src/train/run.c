@@ -32,18 +32,17 @@ static dt_status agree(const trainer *tr, dt_status st, dt_error *err)
     return st;
 }
 
-/* The model's shapes are part of the configuration: check them before
- * reading any data. Its outputs bound the label range. */
-static dt_status check_model_then_load(trainer *tr, dt_error *err)
+/* The model's shapes are part of the configuration: they are checked
+ * before any data is read. The outputs bound the label range. */
+static dt_status probe_model(const trainer *tr, int *outputs, dt_error *err)
 {
     const dt_config *c = &tr->cfg;
     dt_model *probe = NULL;
     dt_status st = dt_model_create(c->model.layers, c->model.n_layers, c->model.input, 1,
                                    c->source, &probe, err);
-    int outputs = st ? 0 : dt_model_outputs(probe);
+    *outputs = st ? 0 : dt_model_outputs(probe);
     dt_model_free(probe);
-    if ((st = agree(tr, st, err))) return st;
-    return train_load_data(tr, outputs, err);
+    return st;
 }
 
 static void print_plan(const trainer *tr)
@@ -56,7 +55,7 @@ static void print_plan(const trainer *tr)
            "out_dir %s\n",
            c->run.name, dt_model_param_count(tr->model), tr->data.train.n, tr->data.test.n,
            tr->total_steps, tr->upe, b, P, P == 1 ? "" : "s", b / P, (b + P - 1) / P,
-           dt_optimizer_str(c->optimizer.name), c->optimizer.lr, dt_sched_str(c->scheduler.name),
+           dt_optimizer_str(c->optimizer.hp.name), c->optimizer.lr, dt_sched_str(c->scheduler.sched.name),
            c->run.out_dir);
 }
 
@@ -128,8 +127,8 @@ static void report_startup(const trainer *tr)
         .total_steps = tr->total_steps,
         .global_batch = c->train.global_batch,
         .updates_per_epoch = tr->upe,
-        .optimizer = dt_optimizer_str(c->optimizer.name),
-        .schedule = dt_sched_str(c->scheduler.name),
+        .optimizer = dt_optimizer_str(c->optimizer.hp.name),
+        .schedule = dt_sched_str(c->scheduler.sched.name),
         .out_dir = c->run.out_dir,
         .lr = c->optimizer.lr,
     };
@@ -176,7 +175,10 @@ static dt_status write_summary(trainer *tr, const run_result *res, double wall, 
  * plan). */
 static dt_status prepare(trainer *tr, dt_error *err)
 {
-    dt_status st = check_model_then_load(tr, err);
+    int outputs;
+    dt_status st = probe_model(tr, &outputs, err);
+    if ((st = agree(tr, st, err))) return st;
+    st = train_load_data(tr, outputs, err);
     if ((st = agree(tr, st, err))) return st;
     st = train_resolve_lengths(tr, err);
     if (st == DT_OK) st = train_build(tr, err);

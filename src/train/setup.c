@@ -68,26 +68,20 @@ dt_status train_load_data(trainer *tr, int n_classes, dt_error *err)
 static dt_status resolve_schedule(trainer *tr, dt_error *err)
 {
     const dt_config *c = &tr->cfg;
+    /* the config holds the schedule but its durations: convert them */
     dt_sched *s = &tr->sched;
-    memset(s, 0, sizeof *s);
-    s->name = c->scheduler.name;
+    *s = c->scheduler.sched;
     s->base_lr = c->optimizer.lr;
     s->warmup_steps = c->scheduler.warmup.set ? dt_duration_steps(c->scheduler.warmup, tr->upe) : 0;
-    s->warmup_begin_lr = c->scheduler.warmup_begin_lr;
-    s->factor = c->scheduler.factor;
     s->step_size = c->scheduler.step_size.set ? dt_duration_steps(c->scheduler.step_size, tr->upe) : 1;
-    s->min_lr = c->scheduler.min_lr;
-    s->n_milestones = c->scheduler.n_milestones;
     for (int i = 0; i < s->n_milestones; i++) {
-        dt_duration m = {c->scheduler.milestones[i], c->scheduler.milestones_in_epochs, true};
+        dt_duration m = {s->milestones[i], c->scheduler.milestones_in_epochs, true};
         s->milestones[i] = dt_duration_steps(m, tr->upe); /* saturates, never overflows */
     }
     /* max unset = the run length; a run that ends inside its warmup never
      * reaches the decay, so only an explicit max_steps <= warmup is wrong. */
     s->max_steps = c->scheduler.max.set ? dt_duration_steps(c->scheduler.max, tr->upe)
                                         : DT_MAX(tr->total_steps, s->warmup_steps + 1);
-    s->final_lr = c->scheduler.final_lr;
-    s->power = c->scheduler.power;
     if ((s->name == DT_SCHED_COSINE || s->name == DT_SCHED_POLY) &&
         s->max_steps <= s->warmup_steps)
         return dt_fail(err, DT_ECONFIG,
@@ -108,21 +102,6 @@ dt_status train_resolve_lengths(trainer *tr, dt_error *err)
                        c->source, c->train.global_batch, tr->data.train.n);
     tr->total_steps = dt_duration_steps(c->train.length, tr->upe);
     return resolve_schedule(tr, err);
-}
-
-static void optim_hparams(const dt_config *c, dt_optim_hparams *hp)
-{
-    memset(hp, 0, sizeof *hp);
-    hp->name = c->optimizer.name;
-    hp->momentum = c->optimizer.momentum;
-    hp->nesterov = c->optimizer.nesterov;
-    hp->beta1 = c->optimizer.beta1;
-    hp->beta2 = c->optimizer.beta2;
-    hp->alpha = c->optimizer.alpha;
-    hp->rho = c->optimizer.rho;
-    hp->eps = c->optimizer.eps;
-    hp->weight_decay = c->optimizer.weight_decay;
-    hp->clip_grad_norm = c->optimizer.clip_grad_norm;
 }
 
 /* The model with the trainer's gradient arena, and the gradient exchange
@@ -152,9 +131,7 @@ dt_status train_build(trainer *tr, dt_error *err)
     const long max_batch = DT_MAX(shard_max, TRAIN_EVAL_CHUNK);
     dt_status st = build_model(tr, max_batch, err);
     if (st) return st;
-    dt_optim_hparams hp;
-    optim_hparams(c, &hp);
-    st = dt_optim_init(&tr->opt, &hp, dt_model_param_count(tr->model), err);
+    st = dt_optim_init(&tr->opt, &c->optimizer.hp, dt_model_param_count(tr->model), err);
     if (st) return st;
     train_data *d = &tr->data;
     d->perm = dt_malloc((size_t)d->train.n * sizeof *d->perm);

@@ -161,21 +161,21 @@ START_TEST(test_full_config_values)
     ck_assert_int_eq(c.train.global_batch, 64);
     ck_assert_int_eq(c.train.eval_every, 0);
     ck_assert_int_eq(c.train.log_every, 10);
-    ck_assert_int_eq(c.optimizer.name, DT_OPT_ADAM);
+    ck_assert_int_eq(c.optimizer.hp.name, DT_OPT_ADAM);
     ck_assert_double_eq(c.optimizer.lr, 1e-3);
-    ck_assert_double_eq(c.optimizer.beta1, 0.8);
-    ck_assert_double_eq(c.optimizer.beta2, 0.999);
-    ck_assert_double_eq(c.optimizer.eps, 1e-7);
-    ck_assert_double_eq(c.optimizer.weight_decay, 0.0005);
-    ck_assert_double_eq(c.optimizer.clip_grad_norm, 5);
+    ck_assert_double_eq(c.optimizer.hp.beta1, 0.8);
+    ck_assert_double_eq(c.optimizer.hp.beta2, 0.999);
+    ck_assert_double_eq(c.optimizer.hp.eps, 1e-7);
+    ck_assert_double_eq(c.optimizer.hp.weight_decay, 0.0005);
+    ck_assert_double_eq(c.optimizer.hp.clip_grad_norm, 5);
     ck_assert_int_eq(c.optimizer.nonfinite, DT_NONFINITE_SKIP);
-    ck_assert_int_eq(c.scheduler.name, DT_SCHED_COSINE);
+    ck_assert_int_eq(c.scheduler.sched.name, DT_SCHED_COSINE);
     ck_assert(!c.scheduler.warmup.in_epochs && c.scheduler.warmup.set);
     ck_assert_int_eq(c.scheduler.warmup.value, 100);
-    ck_assert_double_eq(c.scheduler.warmup_begin_lr, 0.0001);
+    ck_assert_double_eq(c.scheduler.sched.warmup_begin_lr, 0.0001);
     ck_assert(c.scheduler.max.set && c.scheduler.max.in_epochs);
     ck_assert_int_eq(c.scheduler.max.value, 3);
-    ck_assert_double_eq(c.scheduler.final_lr, 1e-5);
+    ck_assert_double_eq(c.scheduler.sched.final_lr, 1e-5);
     ck_assert(c.checkpoint.every.set && !c.checkpoint.every.in_epochs);
     ck_assert_int_eq(c.checkpoint.every.value, 500);
     ck_assert_int_eq(c.checkpoint.keep, 2);
@@ -213,23 +213,23 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.train.global_batch, 128);
     ck_assert_int_eq(c.train.eval_every, 1);
     ck_assert_int_eq(c.train.log_every, 50);
-    ck_assert_double_eq(c.optimizer.momentum, 0.9);
-    ck_assert(!c.optimizer.nesterov);
-    ck_assert_double_eq(c.optimizer.weight_decay, 0);
-    ck_assert_double_eq(c.optimizer.clip_grad_norm, 0);
+    ck_assert_double_eq(c.optimizer.hp.momentum, 0.9);
+    ck_assert(!c.optimizer.hp.nesterov);
+    ck_assert_double_eq(c.optimizer.hp.weight_decay, 0);
+    ck_assert_double_eq(c.optimizer.hp.clip_grad_norm, 0);
     ck_assert_int_eq(c.optimizer.nonfinite, DT_NONFINITE_ABORT);
-    ck_assert_int_eq(c.scheduler.name, DT_SCHED_CONSTANT);
+    ck_assert_int_eq(c.scheduler.sched.name, DT_SCHED_CONSTANT);
     ck_assert(c.scheduler.warmup.set && !c.scheduler.warmup.in_epochs);
     ck_assert_int_eq(c.scheduler.warmup.value, 0);
-    ck_assert_double_eq(c.scheduler.warmup_begin_lr, 0);
-    ck_assert_double_eq(c.scheduler.factor, 0.1);
+    ck_assert_double_eq(c.scheduler.sched.warmup_begin_lr, 0);
+    ck_assert_double_eq(c.scheduler.sched.factor, 0.1);
     ck_assert(!c.scheduler.step_size.in_epochs);
     ck_assert_int_eq(c.scheduler.step_size.value, 1);
-    ck_assert_double_eq(c.scheduler.min_lr, 0);
-    ck_assert_int_eq(c.scheduler.n_milestones, 0);
+    ck_assert_double_eq(c.scheduler.sched.min_lr, 0);
+    ck_assert_int_eq(c.scheduler.sched.n_milestones, 0);
     ck_assert(!c.scheduler.max.set); /* = the run length */
-    ck_assert_double_eq(c.scheduler.final_lr, 0);
-    ck_assert_double_eq(c.scheduler.power, 1);
+    ck_assert_double_eq(c.scheduler.sched.final_lr, 0);
+    ck_assert_double_eq(c.scheduler.sched.power, 1);
     ck_assert(c.checkpoint.every.set && c.checkpoint.every.in_epochs);
     ck_assert_int_eq(c.checkpoint.every.value, 1);
     ck_assert_int_eq(c.checkpoint.keep, 3);
@@ -280,23 +280,23 @@ START_TEST(test_optimizer_defaults)
                  rows[i].name);
         dt_config c;
         load_ok("opt.yaml", yaml, NULL, 0, &c);
-        ck_assert_int_eq(c.optimizer.name, rows[i].id);
-        ck_assert_str_eq(dt_optimizer_str(c.optimizer.name), rows[i].name);
+        ck_assert_int_eq(c.optimizer.hp.name, rows[i].id);
+        ck_assert_str_eq(dt_optimizer_str(c.optimizer.hp.name), rows[i].name);
         ck_assert_double_eq(c.optimizer.lr, 0.5);
-        if (rows[i].eps > 0) ck_assert_double_eq(c.optimizer.eps, rows[i].eps);
-        if (rows[i].momentum >= 0) ck_assert_double_eq(c.optimizer.momentum, rows[i].momentum);
-        ck_assert_double_eq(c.optimizer.weight_decay, rows[i].weight_decay);
-        ck_assert_double_eq(c.optimizer.beta1, 0.9);
-        ck_assert_double_eq(c.optimizer.beta2, 0.999);
-        ck_assert_double_eq(c.optimizer.alpha, 0.99);
-        ck_assert_double_eq(c.optimizer.rho, 0.9);
+        if (rows[i].eps > 0) ck_assert_double_eq(c.optimizer.hp.eps, rows[i].eps);
+        if (rows[i].momentum >= 0) ck_assert_double_eq(c.optimizer.hp.momentum, rows[i].momentum);
+        ck_assert_double_eq(c.optimizer.hp.weight_decay, rows[i].weight_decay);
+        ck_assert_double_eq(c.optimizer.hp.beta1, 0.9);
+        ck_assert_double_eq(c.optimizer.hp.beta2, 0.999);
+        ck_assert_double_eq(c.optimizer.hp.alpha, 0.99);
+        ck_assert_double_eq(c.optimizer.hp.rho, 0.9);
     }
     /* adadelta is the one optimizer with a default lr */
     dt_config c;
     load_ok("opt.yaml", L_RUN L_DATA L_MODEL L_TRAIN "optimizer: {name: adadelta, rho: 0.95}\n",
             NULL, 0, &c);
     ck_assert_double_eq(c.optimizer.lr, 1.0);
-    ck_assert_double_eq(c.optimizer.rho, 0.95);
+    ck_assert_double_eq(c.optimizer.hp.rho, 0.95);
 }
 END_TEST
 
@@ -311,14 +311,14 @@ START_TEST(test_accepted_spellings)
             "data: {dir: '/tmp/a b', dataset: \"mnist\"}\n"
             "...\n",
             NULL, 0, &c);
-    ck_assert(c.optimizer.nesterov);
-    ck_assert_double_eq(c.optimizer.momentum, 0.5);
-    ck_assert_double_eq(c.optimizer.weight_decay, 1e-4);
+    ck_assert(c.optimizer.hp.nesterov);
+    ck_assert_double_eq(c.optimizer.hp.momentum, 0.5);
+    ck_assert_double_eq(c.optimizer.hp.weight_decay, 1e-4);
     ck_assert(!c.comm.overlap);
     ck_assert_int_eq(c.comm.bucket_kb, 64);
     ck_assert_str_eq(c.data.dir, "/tmp/a b");
     ck_assert_str_eq(c.data.dataset, "mnist");
-    ck_assert_int_eq(c.scheduler.name, DT_SCHED_CONSTANT);
+    ck_assert_int_eq(c.scheduler.sched.name, DT_SCHED_CONSTANT);
 }
 END_TEST
 
@@ -328,30 +328,30 @@ START_TEST(test_schedulers)
     load_ok("s.yaml",
             BASE "scheduler: {name: multistep, milestones_epochs: [2, 5, 7], factor: 0.5}\n", NULL,
             0, &c);
-    ck_assert_int_eq(c.scheduler.name, DT_SCHED_MULTISTEP);
-    ck_assert_int_eq(c.scheduler.n_milestones, 3);
+    ck_assert_int_eq(c.scheduler.sched.name, DT_SCHED_MULTISTEP);
+    ck_assert_int_eq(c.scheduler.sched.n_milestones, 3);
     ck_assert(c.scheduler.milestones_in_epochs);
-    ck_assert_int_eq(c.scheduler.milestones[0], 2);
-    ck_assert_int_eq(c.scheduler.milestones[2], 7);
-    ck_assert_double_eq(c.scheduler.factor, 0.5);
+    ck_assert_int_eq(c.scheduler.sched.milestones[0], 2);
+    ck_assert_int_eq(c.scheduler.sched.milestones[2], 7);
+    ck_assert_double_eq(c.scheduler.sched.factor, 0.5);
 
     load_ok("s.yaml", BASE "scheduler: {name: factor, step_size_epochs: 2, min_lr: 0.001}\n", NULL,
             0, &c);
     ck_assert(c.scheduler.step_size.in_epochs && c.scheduler.step_size.set);
     ck_assert_int_eq(c.scheduler.step_size.value, 2);
-    ck_assert_double_eq(c.scheduler.min_lr, 0.001);
+    ck_assert_double_eq(c.scheduler.sched.min_lr, 0.001);
 
     load_ok("s.yaml", BASE "scheduler: {name: poly, power: 2, max_steps: 50, warmup_epochs: 1}\n",
             NULL, 0, &c);
-    ck_assert_str_eq(dt_sched_str(c.scheduler.name), "poly");
-    ck_assert_double_eq(c.scheduler.power, 2);
+    ck_assert_str_eq(dt_sched_str(c.scheduler.sched.name), "poly");
+    ck_assert_double_eq(c.scheduler.sched.power, 2);
     ck_assert(c.scheduler.max.set && !c.scheduler.max.in_epochs);
     ck_assert_int_eq(c.scheduler.max.value, 50);
     ck_assert(c.scheduler.warmup.in_epochs);
     ck_assert_int_eq(c.scheduler.warmup.value, 1);
 
     load_ok("s.yaml", BASE "scheduler: {name: sqrt, warmup_steps: 10}\n", NULL, 0, &c);
-    ck_assert_int_eq(c.scheduler.name, DT_SCHED_SQRT);
+    ck_assert_int_eq(c.scheduler.sched.name, DT_SCHED_SQRT);
 }
 END_TEST
 
@@ -631,6 +631,14 @@ static const error_case error_cases[] = {
      L_RUN L_DATA "model: {layers: [{maxpool: {stride: 0}}]}\n" L_TRAIN L_OPT,
      {0},
      {"model.layers[0].maxpool.stride: expected an int > 0, got \"0\""}},
+    {"conv without parameters",
+     L_RUN L_DATA "model: {layers: [relu, {conv: }]}\n" L_TRAIN L_OPT,
+     {0},
+     {"bad.yaml:3:31: model.layers[1].conv: expected {out: N, kernel: K}, got \"\""}},
+    {"word layer as a mapping",
+     L_RUN L_DATA "model: {layers: [{relu: 1}]}\n" L_TRAIN L_OPT,
+     {0},
+     {"bad.yaml:3:19: model.layers[0]: unknown layer \"relu\"; expected relu, sigmoid"}},
     {"conv pad negative",
      L_RUN L_DATA "model: {layers: [{conv: {out: 1, kernel: 3, pad: -1}}]}\n" L_TRAIN L_OPT,
      {0},
@@ -887,16 +895,16 @@ START_TEST(test_set_overrides)
     };
     dt_config c;
     load_ok("set.yaml", BASE, sets, (int)(sizeof sets / sizeof sets[0]), &c);
-    ck_assert_int_eq(c.optimizer.name, DT_OPT_ADAM);
+    ck_assert_int_eq(c.optimizer.hp.name, DT_OPT_ADAM);
     ck_assert_double_eq(c.optimizer.lr, 0.25);
-    ck_assert_double_eq(c.optimizer.eps, 1e-8);
+    ck_assert_double_eq(c.optimizer.hp.eps, 1e-8);
     ck_assert_int_eq(c.model.n_layers, 4);
     ck_assert_int_eq(c.model.layers[0].units, 64);
     ck_assert_int_eq(c.model.layers[0].line, 0); /* from --set: no position */
     ck_assert_int_eq(c.model.layers[2].kind, DT_LAYER_CONV);
     ck_assert_int_eq(c.model.layers[2].kernel, 3);
     ck_assert_int_eq(c.model.layers[3].units, 10);
-    ck_assert_int_eq(c.scheduler.name, DT_SCHED_COSINE);
+    ck_assert_int_eq(c.scheduler.sched.name, DT_SCHED_COSINE);
     ck_assert(c.scheduler.max.set);
     ck_assert_int_eq(c.scheduler.max.value, 100);
     ck_assert_uint_eq(c.run.seed, 7);
@@ -931,8 +939,8 @@ START_TEST(test_set_replaces_exclusive_partner)
     static const char *const ms[] = {"scheduler.milestones=[3, 4]"};
     load_ok("pair.yaml", BASE "scheduler: {name: multistep, milestones_epochs: [1]}\n", ms, 1, &c);
     ck_assert(!c.scheduler.milestones_in_epochs);
-    ck_assert_int_eq(c.scheduler.n_milestones, 2);
-    ck_assert_int_eq(c.scheduler.milestones[1], 4);
+    ck_assert_int_eq(c.scheduler.sched.n_milestones, 2);
+    ck_assert_int_eq(c.scheduler.sched.milestones[1], 4);
 
     /* the same key twice on the command line is fine: the last wins */
     static const char *const twice[] = {"train.epochs=2", "train.epochs=3"};
@@ -946,14 +954,14 @@ START_TEST(test_set_into_null_section_and_new_sections)
     dt_config c;
     static const char *const sets[] = {"scheduler.name=sqrt", "runtime.threads=3"};
     load_ok("null.yaml", BASE "scheduler:\n", sets, 2, &c);
-    ck_assert_int_eq(c.scheduler.name, DT_SCHED_SQRT);
+    ck_assert_int_eq(c.scheduler.sched.name, DT_SCHED_SQRT);
     ck_assert_int_eq(c.runtime.threads, 3);
     /* a whole config from the command line, into a file with one section */
     static const char *const all[] = {"model={layers: [{dense: 10}]}",
                                       "optimizer={name: yogi, lr: 0.01}"};
     load_ok("null.yaml", "run: {seed: 1}\n", all, 2, &c);
-    ck_assert_int_eq(c.optimizer.name, DT_OPT_YOGI);
-    ck_assert_double_eq(c.optimizer.eps, 1e-3);
+    ck_assert_int_eq(c.optimizer.hp.name, DT_OPT_YOGI);
+    ck_assert_double_eq(c.optimizer.hp.eps, 1e-3);
 }
 END_TEST
 
