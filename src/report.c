@@ -24,11 +24,7 @@ void dt_metrics_startup(dt_metrics *m, const dt_run_facts *f)
         if (len > 0) dt_metrics_note(m, "  %.*s", len, line);
         line = end ? end + 1 : NULL;
     }
-    dt_metrics_note(m, "  gradient allreduce: %s",
-                    f->overlap ? "bucketed, overlapped with backward" : "one blocking call");
-    if (f->overlap)
-        dt_metrics_note(m, "  %d bucket%s of up to %ld KiB", f->buckets, plural(f->buckets),
-                        f->bucket_kb);
+    dt_metrics_note(m, "  gradient exchange: %s", f->exchange);
     dt_metrics_note(m,
                     "%ld train / %ld test samples, %ld updates of %ld (%ld per epoch), %s lr %g, "
                     "%s schedule -> %s",

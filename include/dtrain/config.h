@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "dtrain/common.h"
+#include "dtrain/exchange.h"
 #include "dtrain/nn.h"
 #include "dtrain/optim.h"
 #include "dtrain/sched.h"
@@ -95,6 +96,9 @@ typedef struct {
         bool overlap;
         long check_replicas_every;
         long timeout_s; /* collective watchdog; 0 = off */
+        dt_update_mode update;
+        dt_reduce_algo allreduce;
+        dt_reduce_dtype dtype;
     } comm;
 
     struct {

@@ -71,9 +71,7 @@ typedef struct {
     bool reexecuted;    /* the BLAS re-exec happened (runtime.h) */
     size_t n_params;
     const char *layers; /* one line per layer */
-    bool overlap;       /* bucketed gradient allreduce overlapped with backward */
-    int buckets;
-    long bucket_kb;
+    const char *exchange; /* how gradients are exchanged (exchange.h) */
     long train_samples, test_samples, total_steps, global_batch, updates_per_epoch;
     const char *optimizer, *schedule, *out_dir;
     double lr;

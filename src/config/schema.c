@@ -15,7 +15,9 @@
  * type is int or unsigned int when it has the size of an int). */
 _Static_assert(sizeof(dt_optimizer_name) == sizeof(int) && sizeof(dt_sched_name) == sizeof(int) &&
                    sizeof(dt_init_kind) == sizeof(int) &&
-                   sizeof(dt_nonfinite_policy) == sizeof(int),
+                   sizeof(dt_nonfinite_policy) == sizeof(int) &&
+                   sizeof(dt_update_mode) == sizeof(int) && sizeof(dt_reduce_algo) == sizeof(int) &&
+                   sizeof(dt_reduce_dtype) == sizeof(int),
                "enums are stored as int");
 
 /* ---- the names of the enum keys ----------------------------------------- */
@@ -23,6 +25,12 @@ static const char *optimizer_name(int v) { return dt_optimizer_str((dt_optimizer
 static const char *sched_name(int v) { return dt_sched_str((dt_sched_name)v); }
 static const name_list optimizer_names = {DT_OPT_COUNT, optimizer_name};
 static const name_list sched_names = {DT_SCHED_COUNT, sched_name};
+static const char *update_name(int v) { return dt_update_mode_name((dt_update_mode)v); }
+static const char *allreduce_name(int v) { return dt_reduce_algo_name((dt_reduce_algo)v); }
+static const char *dtype_name(int v) { return dt_reduce_dtype_name((dt_reduce_dtype)v); }
+static const name_list update_names = {DT_UPDATE_MODE_COUNT, update_name};
+static const name_list allreduce_names = {DT_REDUCE_ALGO_COUNT, allreduce_name};
+static const name_list dtype_names = {DT_REDUCE_DTYPE_COUNT, dtype_name};
 
 /* The config's own enums: no module owns these words. */
 static const char *const dataset_words[] = {"fashion-mnist", "mnist", "idx"};
@@ -164,6 +172,12 @@ static const field comm_fields[] = {
     BOOL_ROW("overlap", comm.overlap, 0, 1),
     INT_ROW("check_replicas_every", R_GE0, comm.check_replicas_every, W_LONG, 100),
     INT_ROW("timeout_s", R_GE0, comm.timeout_s, W_LONG, 300),
+    {.key = "update", .type = F_ENUM, .off = OFF(comm.update), .def = DT_UPDATE_REPLICATED,
+     .names = &update_names},
+    {.key = "allreduce", .type = F_ENUM, .off = OFF(comm.allreduce), .def = DT_REDUCE_AUTO,
+     .names = &allreduce_names},
+    {.key = "dtype", .type = F_ENUM, .off = OFF(comm.dtype), .def = DT_REDUCE_FLOAT32,
+     .names = &dtype_names},
 };
 
 static const field runtime_fields[] = {

@@ -85,6 +85,10 @@ dt_status train_checkpoint_identity(const trainer *tr, dt_ckpt_header *h, dt_err
 /* Rank 0 writes; every rank learns whether it worked (one collective). */
 dt_status train_save_checkpoint(trainer *tr, long step, long skipped, dt_error *err)
 {
+    /* Sharded, each rank holds the optimizer state of its own ranges only:
+     * gather it (every rank: a collective), so that the file is the same
+     * whatever the strategy and any run may resume it. */
+    for (int k = 0; k < tr->opt.slots; k++) dt_exchange_gather(tr->exchange, tr->opt.state[k]);
     dt_status st = DT_OK;
     if (tr->comm->rank == 0) {
         const uint64_t allocs0 = dt_alloc_count();

@@ -108,8 +108,9 @@ static void report_startup(const trainer *tr)
 {
     if (!tr->metrics) return;
     const dt_config *c = &tr->cfg;
-    char layout[LAYOUT_TEXT_MAX];
+    char layout[LAYOUT_TEXT_MAX], exchange[256];
     dt_model_describe(tr->model, layout, sizeof layout);
+    dt_exchange_describe(tr->exchange, exchange, sizeof exchange);
     dt_run_facts f = {
         .name = c->run.name,
         .world = tr->comm->world,
@@ -119,9 +120,7 @@ static void report_startup(const trainer *tr)
         .reexecuted = dt_runtime_reexecuted(),
         .n_params = dt_model_param_count(tr->model),
         .layers = layout,
-        .overlap = c->comm.overlap,
-        .buckets = dt_grad_sync_buckets(tr->sync),
-        .bucket_kb = c->comm.bucket_kb,
+        .exchange = exchange,
         .train_samples = tr->data.train.n,
         .test_samples = tr->data.test.n,
         .total_steps = tr->total_steps,

@@ -116,9 +116,16 @@ static dt_status build_model(trainer *tr, long max_batch, dt_error *err)
     tr->grad_arena = dt_alloc_aligned((n_params + TAIL_COUNT) * sizeof(float));
     if (!tr->grad_arena) return dt_fail(err, DT_EINTERNAL, "out of memory");
     dt_model_bind_grads(tr->model, tr->grad_arena);
-    size_t bucket_floats = (size_t)c->comm.bucket_kb * 1024 / sizeof(float);
-    return dt_grad_sync_create(n_params + TAIL_COUNT, bucket_floats, c->comm.overlap, &tr->sync,
-                               err);
+    dt_exchange_options xo = {
+        .n_params = n_params,
+        .n_tail = TAIL_COUNT,
+        .bucket_floats = (size_t)c->comm.bucket_kb * 1024 / sizeof(float),
+        .overlap = c->comm.overlap,
+        .update = c->comm.update,
+        .algo = c->comm.allreduce,
+        .dtype = c->comm.dtype,
+    };
+    return dt_exchange_create(&xo, &tr->exchange, err);
 }
 
 dt_status train_build(trainer *tr, dt_error *err)
@@ -150,7 +157,7 @@ void train_free(trainer *tr)
     dt_free(tr->data.x);
     dt_free(tr->data.y);
     dt_optim_free(&tr->opt);
-    dt_grad_sync_free(tr->sync);
+    dt_exchange_free(tr->exchange);
     dt_model_free(tr->model);
     dt_free(tr->grad_arena);
     dt_dataset_free(&tr->data.train);

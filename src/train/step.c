@@ -4,10 +4,12 @@
  *   -> this rank's shard -> forward, zero grads, backward (sums)
  *   -> gradient exchange: sum over ranks of [gradients | loss | stop]
  *   -> / b, non-finite guard, weight decay, clipping -> optimizer, lr(k)
+ *      (on each range as its sum completes; sharded: on this rank's ranges,
+ *      then the new parameters are spread)
  *
- * Every rank holds the same summed gradient afterwards, so every rank
- * reaches the same verdict (finite or not, stop or not) with no further
- * collective. Nothing here allocates. */
+ * Every rank reaches the same verdict (finite or not, stop or not): from
+ * the summed gradient it holds, or (sharded) from what travels with the
+ * parameters. Nothing here allocates. */
 #include "trainer.h"
 
 /* This rank's shard of the global batch of update `step` into data.x/y.
@@ -27,10 +29,84 @@ static long gather_shard(trainer *tr, long step, bool new_epoch, long *b)
     return end - begin;
 }
 
+/* The optimizer's part of an update, run by the exchange on each range of
+ * the parameters this rank owns (as soon as that range's sum is complete,
+ * while later buckets are still in flight), unless a global quantity
+ * (clipping's norm, the skip policy) has to be known first: then `hold`
+ * defers the steps until every range is prepared. */
+typedef struct {
+    dt_optimizer *opt;
+    float *w, *g;
+    float scale; /* 1/b */
+    double lr;
+    bool hold;
+    bool bad;     /* a non-finite gradient in one of this rank's ranges */
+    double sumsq; /* of this rank's ranges, for clipping */
+    double seconds;
+} update_ctx;
+
+static void prepare_and_step(void *ctx, size_t lo, size_t hi)
+{
+    update_ctx *u = ctx;
+    double t0 = dt_comm_time(), sumsq;
+    bool finite = dt_optim_prepare_range(u->opt, u->w, u->g, u->scale, lo, hi, &sumsq);
+    u->sumsq += sumsq;
+    u->bad |= !finite;
+    if (!u->hold && finite) dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi);
+    u->seconds += dt_comm_time() - t0;
+}
+
+static void clip_and_step(void *ctx, size_t lo, size_t hi)
+{
+    update_ctx *u = ctx;
+    dt_optim_scale_range(u->g, lo, hi, dt_optim_clip_factor(u->opt, u->sumsq));
+    dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi);
+}
+
+/* Complete the exchange and apply the update; returns whether the gradient
+ * was finite on every rank (the same verdict everywhere). */
+static bool exchange_and_update(trainer *tr, step_record *rec, update_ctx *u)
+{
+    dt_exchange *x = tr->exchange;
+    const bool sharded = dt_exchange_sharded(x);
+    if (!u->hold || sharded) {
+        const float *tail = dt_exchange_finish(x, prepare_and_step, u);
+        rec->loss = (double)tail[TAIL_LOSS_SUM] / (double)rec->samples;
+        rec->stop = tail[TAIL_STOP] > 0;
+    } else {
+        /* replicated, held: the whole arena at once, as SPEC writes it */
+        const float *tail = dt_exchange_finish(x, NULL, NULL);
+        rec->loss = (double)tail[TAIL_LOSS_SUM] / (double)rec->samples;
+        rec->stop = tail[TAIL_STOP] > 0;
+        double t0 = dt_comm_time();
+        bool finite = dt_optim_prepare(&tr->opt, u->w, u->g, u->scale);
+        if (finite) dt_optim_step(&tr->opt, u->w, u->g, u->lr);
+        u->seconds += dt_comm_time() - t0;
+        return finite;
+    }
+    bool finite;
+    if (sharded && u->hold) {
+        /* one small sum over ranks: the non-finite count and the norm */
+        double global[2] = {u->bad ? 1.0 : 0.0, u->sumsq};
+        dt_comm_allreduce_sum_d(global, 2);
+        finite = global[0] == 0;
+        u->sumsq = global[1];
+        double t0 = dt_comm_time();
+        if (finite) dt_exchange_for_each_piece(x, clip_and_step, u);
+        u->seconds += dt_comm_time() - t0;
+        /* a skipped update changed nothing anywhere: nothing to spread */
+        if (finite) dt_exchange_params(x, u->w, false);
+    } else {
+        finite = !dt_exchange_params(x, u->w, u->bad);
+    }
+    if (finite) dt_optim_advance(&tr->opt);
+    return finite;
+}
+
 void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
 {
     const size_t n_params = dt_model_param_count(tr->model);
-    float *w = dt_model_params(tr->model), *tail = tr->grad_arena + n_params;
+    float *tail = tr->grad_arena + n_params;
     rec->step = step;
     rec->epoch = (step - 1) / tr->upe;
     rec->epoch_end = (step - 1) % tr->upe == tr->upe - 1;
@@ -44,33 +120,35 @@ void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
     if (n > 0) dt_model_forward(tr->model, tr->data.x, tr->data.y, n, &loss_sum, NULL);
     double t2 = dt_comm_time();
 
-    /* The tail is final before backward starts, so the bucket holding it
-     * may leave first. A rank with an empty shard joins with zeros (SPEC
-     * step 1). */
+    /* The tail is final before backward starts, so it may leave first. A
+     * rank with an empty shard joins with zeros (SPEC step 1). */
     tail[TAIL_LOSS_SUM] = (float)loss_sum;
     tail[TAIL_STOP] = train_stop_signal ? 1.0f : 0.0f;
-    dt_grad_sync_begin(tr->sync, tr->grad_arena);
-    dt_grad_sync_ready(tr->sync, n_params, TAIL_COUNT);
-    if (n > 0) dt_model_backward(tr->model, dt_grad_sync_ready, tr->sync);
+    dt_exchange_begin(tr->exchange, tr->grad_arena);
+    if (n > 0) dt_model_backward(tr->model, dt_exchange_ready, tr->exchange);
     double t3 = dt_comm_time();
-    float *g = dt_grad_sync_finish(tr->sync);
-    rec->loss = (double)g[n_params + TAIL_LOSS_SUM] / (double)rec->samples;
-    rec->stop = g[n_params + TAIL_STOP] > 0;
-    double t4 = dt_comm_time();
-    const double in_backward = dt_grad_sync_ready_seconds(tr->sync);
 
-    rec->finite = dt_optim_prepare(&tr->opt, w, g, 1.0f / (float)rec->samples);
+    const dt_optim_hparams *hp = &tr->opt.hp;
     rec->lr = dt_sched_lr(&tr->sched, tr->opt.t);
-    if (rec->finite) dt_optim_step(&tr->opt, w, g, rec->lr);
-    double t5 = dt_comm_time();
+    update_ctx u = {
+        .opt = &tr->opt,
+        .w = dt_model_params(tr->model),
+        .g = tr->grad_arena,
+        .scale = 1.0f / (float)rec->samples,
+        .lr = rec->lr,
+        .hold = hp->clip_grad_norm > 0 || tr->cfg.optimizer.nonfinite == DT_NONFINITE_SKIP,
+    };
+    rec->finite = exchange_and_update(tr, rec, &u);
+    double t4 = dt_comm_time();
 
-    rec->seconds = t5 - t0;
-    rec->comm_seconds = t4 - t3 + in_backward;
+    const double in_backward = dt_exchange_ready_seconds(tr->exchange);
+    rec->seconds = t4 - t0;
+    rec->comm_seconds = t4 - t3 - u.seconds + in_backward;
     tr->time.data += t1 - t0;
     tr->time.forward += t2 - t1;
     tr->time.backward += t3 - t2 - in_backward;
     tr->time.comm += rec->comm_seconds;
-    tr->time.optimizer += t5 - t4;
+    tr->time.optimizer += u.seconds;
 }
 
 /* Mean test loss and accuracy: each rank evaluates a contiguous slice of

@@ -22,6 +22,7 @@
 #include "dtrain/comm.h"
 #include "dtrain/config.h"
 #include "dtrain/data.h"
+#include "dtrain/exchange.h"
 #include "dtrain/metrics.h"
 #include "dtrain/nn.h"
 #include "dtrain/optim.h"
@@ -61,7 +62,7 @@ typedef struct {
     float *grad_arena;  /* [gradients | TAIL_COUNT floats], the model's grads */
     dt_optimizer opt;
     dt_sched sched;
-    dt_grad_sync *sync; /* the gradient exchange */
+    dt_exchange *exchange; /* the gradient exchange */
     long upe;           /* updates per epoch */
     long total_steps;
     int threads;        /* BLAS threads of this rank */

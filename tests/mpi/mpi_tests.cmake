@@ -42,3 +42,13 @@ foreach(reexec force 0)
   endforeach()
 endforeach()
 include(${CMAKE_CURRENT_LIST_DIR}/reduce_tests.cmake)
+
+# The gradient exchange's strategies, and each optimizer sharded on 3 ranks
+# against 1 rank (same tolerance as the replicated test above).
+dt_mpi_test(exchange_strategies exchange.sh)
+foreach(cfg ${DT_OPTIM_CONFIGS})
+  get_filename_component(name ${cfg} NAME_WE)
+  dt_mpi_test(same_updates_sharded_${name} same_updates.sh optim/${name}.yaml "1 3"
+              --set comm.update=sharded)
+  set_property(TEST mpi_same_updates_sharded_${name} APPEND PROPERTY ENVIRONMENT RTOL=1e-4)
+endforeach()

@@ -1,0 +1,98 @@
+/* exchange.h - one update's gradient exchange, whatever the strategy.
+ *
+ * The trainer calls the same few things every update:
+ *
+ *   dt_exchange_begin(x, arena)        [gradients | tail] of this rank
+ *   dt_exchange_ready(x, off, count)   from backward, as layers finish
+ *   dt_exchange_finish(x, piece, ctx)  complete the sums; piece(ctx, lo, hi)
+ *                                      runs on each range of the parameters
+ *                                      this rank updates, as soon as its sum
+ *                                      is complete (overlapped with the rest)
+ *   dt_exchange_params(x, params, bad) sharded: spread the new parameters,
+ *                                      and the non-finite verdict with them
+ *
+ * Strategies (comm.update):
+ *   replicated  the gradient is allreduced; every rank updates every
+ *               parameter (pieces: the buckets, or the whole arena)
+ *   sharded     the gradient is reduce-scattered; each rank updates its
+ *               piece of every bucket (1/P of the parameters, 1/P of the
+ *               optimizer's work) and the new parameters are allgathered
+ * Each over the reduction algorithm (comm.allreduce: flat MPI collectives
+ * or node-aware, reduce.h) and the wire dtype (comm.dtype: float32 or
+ * bfloat16; parameters always travel in float32).
+ *
+ * The tail (a few floats after the gradients: the loss sum, a stop request)
+ * is summed over all ranks in float32 in every strategy: inside the last
+ * bucket when the gradients are allreduced in float32, else as one small
+ * allreduce started before backward, so it is complete by the time the
+ * gradients are.
+ *
+ * Buckets are contiguous ranges of the gradients of about bucket_floats,
+ * counted from the end of the arena (the last layer's gradients are ready
+ * first); with overlap off there is one, started by finish. Every rank
+ * starts and completes them in the same order. Nothing allocates after
+ * dt_exchange_create. */
+#ifndef DTRAIN_EXCHANGE_H
+#define DTRAIN_EXCHANGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dtrain/common.h"
+#include "dtrain/reduce.h"
+
+typedef enum { DT_UPDATE_REPLICATED = 0, DT_UPDATE_SHARDED, DT_UPDATE_MODE_COUNT } dt_update_mode;
+
+/* "replicated", "sharded"; from_name: 0 and *out set, or -1. */
+int dt_update_mode_from_name(const char *name, dt_update_mode *out);
+const char *dt_update_mode_name(dt_update_mode mode);
+
+typedef struct {
+    size_t n_params;      /* gradients at arena[0, n_params) */
+    size_t n_tail;        /* tail at arena[n_params, n_params + n_tail), small */
+    size_t bucket_floats; /* bucket size (clamped to a sane range) */
+    bool overlap;         /* start buckets during backward */
+    dt_update_mode update;
+    dt_reduce_algo algo;
+    dt_reduce_dtype dtype;
+} dt_exchange_options;
+
+typedef struct dt_exchange dt_exchange;
+
+/* [lo, hi) of the parameter arena whose summed gradient this rank holds. */
+typedef void (*dt_piece_fn)(void *ctx, size_t lo, size_t hi);
+
+/* Collective (every rank, the same options). */
+dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt_error *err);
+void dt_exchange_free(dt_exchange *x);
+
+void dt_exchange_begin(dt_exchange *x, float *arena);
+/* arena[offset, offset + count) is final; ranges come from the end of the
+ * arena towards its start (the shape of nn.h's dt_grad_ready_fn). */
+void dt_exchange_ready(void *x, size_t offset, size_t count);
+/* Complete every sum. piece (may be NULL) runs on each of this rank's
+ * ranges in bucket order, each as soon as it is complete. Returns the
+ * summed tail (n_tail floats), the same on every rank. */
+const float *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx);
+/* This rank's ranges again (after finish): a second pass after a global
+ * decision, such as the clipping norm. */
+void dt_exchange_for_each_piece(const dt_exchange *x, dt_piece_fn piece, void *ctx);
+/* Sharded: every rank's updated ranges of `params` to every rank; `bad`
+ * says this rank found a non-finite gradient in its ranges, and the result
+ * says whether any rank did (carried by the parameters themselves: a bad
+ * rank poisons the first value of each of its ranges, which no healthy
+ * parameter is). Replicated: nothing to send, returns `bad`. */
+bool dt_exchange_params(dt_exchange *x, float *params, bool bad);
+/* Sharded: make an array laid out like the parameters (optimizer state)
+ * whole on every rank from each rank's ranges (before a checkpoint). */
+void dt_exchange_gather(dt_exchange *x, float *array);
+
+/* Seconds spent inside dt_exchange_ready since the last begin. */
+double dt_exchange_ready_seconds(const dt_exchange *x);
+int dt_exchange_buckets(const dt_exchange *x);
+bool dt_exchange_sharded(const dt_exchange *x);
+/* "replicated, allreduce hierarchical, float32, 2 buckets of up to 1024 KiB
+ * overlapped with backward" */
+void dt_exchange_describe(const dt_exchange *x, char *buf, size_t size);
+
+#endif

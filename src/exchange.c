@@ -1,0 +1,240 @@
+/* exchange.c - the gradient exchange of exchange.h over the reductions of
+ * reduce.h: buckets, the tail, the pieces a rank updates, and the
+ * parameters' return trip in the sharded strategy.
+ *
+ * Order is the contract with the other ranks: buckets start in index order
+ * (k = 0 at the end of the arena) as backward makes them final, and are
+ * completed in the same order, so every rank runs the same sequence of
+ * operations whatever its timing. */
+#include "dtrain/exchange.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "comm_internal.h"
+
+/* Below this a bucket is latency-bound; above the maximum count an MPI
+ * count (int) overflows. */
+#define MIN_BUCKET_FLOATS 1024
+#define MAX_BUCKET_FLOATS ((size_t)1 << 30)
+/* The tail has its own request; the rest of the slots are buckets. */
+#define MAX_BUCKETS (DT_REDUCE_MAX_INFLIGHT - 1)
+
+struct dt_exchange {
+    dt_exchange_options o;
+    int world;
+    bool alone;          /* one rank: the arena is its own sum */
+    bool tail_in_bucket; /* replicated float32: bucket 0 runs on over the tail */
+    dt_reduce_op op;     /* ALLREDUCE (replicated) or REDUCE_SCATTER (sharded) */
+    dt_reduce_plan *plan;
+    int n_buckets;
+    size_t lo[MAX_BUCKETS], hi[MAX_BUCKETS]; /* bucket k: gradients [lo, hi) */
+    dt_reduce_handle *h[MAX_BUCKETS];
+    MPI_Request tail_req;
+    int started;       /* buckets 0..started-1 are in flight */
+    size_t ready_from; /* arena[ready_from, n_params) is final */
+    float *arena;
+    double ready_seconds;
+};
+
+/* Elements bucket k hands to the reduction (the tail rides on bucket 0). */
+static size_t bucket_count(const dt_exchange *x, int k)
+{
+    size_t n = x->hi[k] - x->lo[k];
+    return k == 0 && x->tail_in_bucket ? n + x->o.n_tail : n;
+}
+
+static void plan_buckets(dt_exchange *x)
+{
+    const size_t n = x->o.n_params;
+    size_t size = x->o.bucket_floats;
+    if (size < MIN_BUCKET_FLOATS) size = MIN_BUCKET_FLOATS;
+    if (size > MAX_BUCKET_FLOATS) size = MAX_BUCKET_FLOATS;
+    if (!x->o.overlap || size > n) size = DT_MAX(n, 1);
+    if ((n + size - 1) / size > MAX_BUCKETS) size = (n + MAX_BUCKETS - 1) / MAX_BUCKETS;
+    x->n_buckets = n == 0 ? 1 : (int)((n + size - 1) / size);
+    for (int k = 0; k < x->n_buckets; k++) {
+        x->hi[k] = n - DT_MIN(n, (size_t)k * size);
+        x->lo[k] = x->hi[k] > size ? x->hi[k] - size : 0;
+    }
+}
+
+dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt_error *err)
+{
+    dt_exchange *x = dt_calloc(1, sizeof *x);
+    if (!x) return dt_fail(err, DT_EINTERNAL, "out of memory");
+    x->o = *o;
+    MPI_Comm_size(MPI_COMM_WORLD, &x->world);
+    x->alone = x->world == 1;
+#ifdef DTRAIN_SMPI
+    /* Simulated runs reduce with blocking collectives (reduce.h): a bucket
+     * started inside backward would only serialise it. */
+    x->o.overlap = false;
+#endif
+    if (x->alone) x->o.overlap = false;
+    x->op = o->update == DT_UPDATE_SHARDED ? DT_REDUCE_REDUCE_SCATTER : DT_REDUCE_ALLREDUCE;
+    x->tail_in_bucket = o->update == DT_UPDATE_REPLICATED && o->dtype == DT_REDUCE_FLOAT32;
+    x->tail_req = MPI_REQUEST_NULL;
+    plan_buckets(x);
+    dt_status st = DT_OK;
+    if (!x->alone) {
+        size_t max_count = bucket_count(x, 0);
+        for (int k = 1; k < x->n_buckets; k++) max_count = DT_MAX(max_count, bucket_count(x, k));
+        st = dt_reduce_plan_create(o->algo, o->dtype, DT_MAX(max_count, 1), x->n_buckets,
+                                   &x->plan, err);
+    }
+    if (st) {
+        dt_exchange_free(x);
+        return st;
+    }
+    *out = x;
+    return DT_OK;
+}
+
+void dt_exchange_free(dt_exchange *x)
+{
+    if (!x) return;
+    dt_reduce_plan_free(x->plan);
+    dt_free(x);
+}
+
+void dt_exchange_begin(dt_exchange *x, float *arena)
+{
+    x->arena = arena;
+    x->started = 0;
+    x->ready_from = x->o.n_params;
+    x->ready_seconds = 0;
+    if (x->alone || x->tail_in_bucket || x->o.n_tail == 0) return;
+#ifdef DTRAIN_SMPI
+    return; /* SMPI's in-place non-blocking allreduce is wrong: finish blocks */
+#endif
+    /* The tail is final now: it goes first and is done long before the
+     * gradients. */
+    MPI_Iallreduce(MPI_IN_PLACE, arena + x->o.n_params, (int)x->o.n_tail, MPI_FLOAT, MPI_SUM,
+                   MPI_COMM_WORLD, &x->tail_req);
+}
+
+static void start_ready_buckets(dt_exchange *x)
+{
+    while (x->started < x->n_buckets && x->lo[x->started] >= x->ready_from) {
+        int k = x->started++;
+        x->h[k] = dt_reduce_start(x->plan, x->op, x->arena + x->lo[k], bucket_count(x, k));
+    }
+}
+
+void dt_exchange_ready(void *xp, size_t offset, size_t count)
+{
+    dt_exchange *x = xp;
+    if (!x->o.overlap) return;
+    double t0 = MPI_Wtime();
+    /* Ranges come in from the end; anything else only delays the start. */
+    if (offset + count >= x->ready_from && offset < x->ready_from) x->ready_from = offset;
+    start_ready_buckets(x);
+    /* Open MPI progresses non-blocking collectives only inside MPI calls:
+     * give the ones in flight a push at every layer boundary. */
+    if (x->started > 0) dt_reduce_progress(x->plan);
+    if (x->tail_req != MPI_REQUEST_NULL) {
+        int done;
+        MPI_Test(&x->tail_req, &done, MPI_STATUS_IGNORE);
+    }
+    x->ready_seconds += MPI_Wtime() - t0;
+}
+
+/* This rank's part [*plo, *phi) of bucket k's gradients. */
+static void bucket_piece(const dt_exchange *x, int k, size_t *plo, size_t *phi)
+{
+    if (x->op == DT_REDUCE_ALLREDUCE || x->alone) {
+        *plo = x->lo[k];
+        *phi = x->hi[k];
+        return;
+    }
+    dt_reduce_piece(x->plan, bucket_count(x, k), plo, phi);
+    *plo += x->lo[k];
+    *phi += x->lo[k];
+}
+
+const float *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
+{
+    float *tail = x->arena + x->o.n_params;
+    if (!x->alone) {
+        x->ready_from = 0;
+        start_ready_buckets(x);
+        if (!x->tail_in_bucket && x->o.n_tail > 0) {
+#ifdef DTRAIN_SMPI
+            MPI_Allreduce(MPI_IN_PLACE, tail, (int)x->o.n_tail, MPI_FLOAT, MPI_SUM,
+                          MPI_COMM_WORLD);
+#else
+            dt__comm_wait(1, &x->tail_req, "the exchange of losses and stop requests");
+#endif
+        }
+    }
+    for (int k = 0; k < x->n_buckets; k++) {
+        if (!x->alone) dt_reduce_wait(x->h[k]);
+        size_t lo, hi;
+        bucket_piece(x, k, &lo, &hi);
+        if (piece && hi > lo) piece(ctx, lo, hi);
+    }
+    return tail;
+}
+
+void dt_exchange_for_each_piece(const dt_exchange *x, dt_piece_fn piece, void *ctx)
+{
+    for (int k = 0; k < x->n_buckets; k++) {
+        size_t lo, hi;
+        bucket_piece(x, k, &lo, &hi);
+        if (hi > lo) piece(ctx, lo, hi);
+    }
+}
+
+/* Allgather every bucket's pieces of `array` (parameter layout). */
+static void allgather_buckets(dt_exchange *x, float *array)
+{
+    for (int k = 0; k < x->n_buckets; k++)
+        x->h[k] = dt_reduce_start(x->plan, DT_REDUCE_ALLGATHER, array + x->lo[k],
+                                  x->hi[k] - x->lo[k]);
+    for (int k = 0; k < x->n_buckets; k++) dt_reduce_wait(x->h[k]);
+}
+
+bool dt_exchange_params(dt_exchange *x, float *params, bool bad)
+{
+    if (x->alone || x->op != DT_REDUCE_REDUCE_SCATTER) return bad;
+    if (bad) {
+        for (int k = 0; k < x->n_buckets; k++) {
+            size_t lo, hi;
+            bucket_piece(x, k, &lo, &hi);
+            if (hi > lo) params[lo] = NAN;
+        }
+    }
+    allgather_buckets(x, params);
+    for (int k = 0; k < x->n_buckets; k++)
+        for (int r = 0; r < x->world; r++) {
+            size_t lo, hi;
+            dt_reduce_piece_of(x->plan, r, x->hi[k] - x->lo[k], &lo, &hi);
+            if (hi > lo && isnan(params[x->lo[k] + lo])) return true;
+        }
+    return false;
+}
+
+void dt_exchange_gather(dt_exchange *x, float *array)
+{
+    if (x->alone || x->op != DT_REDUCE_REDUCE_SCATTER) return;
+    allgather_buckets(x, array);
+}
+
+double dt_exchange_ready_seconds(const dt_exchange *x) { return x->ready_seconds; }
+int dt_exchange_buckets(const dt_exchange *x) { return x->n_buckets; }
+bool dt_exchange_sharded(const dt_exchange *x) { return x->op == DT_REDUCE_REDUCE_SCATTER; }
+
+void dt_exchange_describe(const dt_exchange *x, char *buf, size_t size)
+{
+    const char *algo = x->alone ? "none (1 rank)"
+                                : dt_reduce_algo_name(dt_reduce_resolve(
+                                      x->plan, x->op, bucket_count(x, 0)));
+    size_t kib = (x->hi[0] - x->lo[0]) * sizeof(float) / 1024;
+    snprintf(buf, size, "%s update, %s %s in %s, %d bucket%s of up to %zu KiB%s",
+             dt_update_mode_name(x->o.update), dt_reduce_op_name(x->op), algo,
+             dt_reduce_dtype_name(x->o.dtype), x->n_buckets, x->n_buckets == 1 ? "" : "s", kib,
+             x->o.overlap ? ", overlapped with backward" : "");
+}
