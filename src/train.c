@@ -721,6 +721,7 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
             .t_eval = tr.time.eval,
             .param_checksum = checksum,
             .blas_core = dt_runtime_blas_core(),
+            .mpi_library = dt_comm_mpi_library(),
             .loop_allocations = res.loop_allocations,
         };
         st = dt_metrics_write_summary(tr.metrics, &s, &err);

@@ -67,4 +67,9 @@ int dt_grad_sync_buckets(const dt_grad_sync *s);
 void dt_comm_barrier(void);
 double dt_comm_time(void); /* MPI_Wtime */
 
+/* The first line of MPI_Get_library_version, e.g. "Open MPI v4.1.4, package:
+ * Debian OpenMPI, ...". Callable before MPI starts and after it ends. The
+ * string is static (filled on the first call). */
+const char *dt_comm_mpi_library(void);
+
 #endif
