@@ -53,7 +53,8 @@ static const struct option long_options[] = {
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
-/* ':' first: a missing value returns ':' rather than '?'. */
+/* ':' first: a missing value returns ':' rather than '?' (and, like
+ * opterr = 0, keeps getopt from printing). */
 static const char short_options[] = ":hV";
 
 typedef struct {
