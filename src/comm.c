@@ -322,3 +322,24 @@ double dt_grad_sync_ready_seconds(const dt_grad_sync *s) { return s->ready_secon
 int dt_grad_sync_buckets(const dt_grad_sync *s) { return s->overlap ? s->n_buckets : 1; }
 
 double dt_comm_time(void) { return MPI_Wtime(); }
+
+const char *dt_comm_mpi_library(void)
+{
+    /* One of the few MPI calls allowed outside MPI_Init/Finalize, so
+     * --version works wherever the binary starts. Open MPI returns several
+     * lines; the first names the library and its version. */
+    static char line[MPI_MAX_LIBRARY_VERSION_STRING];
+    if (line[0]) return line;
+    int len = 0;
+    if (MPI_Get_library_version(line, &len) != MPI_SUCCESS || len <= 0) {
+        memcpy(line, "unknown", sizeof "unknown");
+        return line;
+    }
+    if (len >= (int)sizeof line) len = (int)sizeof line - 1;
+    line[len] = 0;
+    size_t end = strcspn(line, "\r\n");
+    while (end > 0 && (line[end - 1] == ' ' || line[end - 1] == '\t')) end--;
+    line[end] = 0;
+    if (!line[0]) memcpy(line, "unknown", sizeof "unknown");
+    return line;
+}

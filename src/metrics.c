@@ -1,5 +1,6 @@
 /* metrics.c - progress line, metrics.jsonl, summary.json (see metrics.h). */
 #include "dtrain/metrics.h"
+#include "dtrain/version.h"
 
 #include <errno.h>
 #include <math.h>
@@ -181,6 +182,12 @@ dt_status dt_metrics_write_summary(dt_metrics *m, const dt_summary *s, dt_error 
     fprintf(f, "  },\n  \"train_loop_allocations\": %llu,\n  \"blas_core\": ",
             (unsigned long long)s->loop_allocations);
     json_string(f, s->blas_core);
+    fputs(",\n  \"mpi_library\": ", f);
+    json_string(f, s->mpi_library);
+    fputs(",\n  \"version\": ", f);
+    json_string(f, dt_version());
+    fputs(",\n  \"git_commit\": ", f);
+    json_string(f, dt_git_commit());
     fprintf(f, ",\n  \"param_checksum\": \"%016llx\"\n}\n",
             (unsigned long long)s->param_checksum);
     int bad = ferror(f);

@@ -78,4 +78,9 @@ void dt_comm_set_step(long step);
  * this call (once per update, for ranks that are not waiting). */
 void dt_comm_exit_if_orphaned(void);
 
+/* The first line of MPI_Get_library_version, e.g. "Open MPI v4.1.4, package:
+ * Debian OpenMPI, ...". Callable before MPI starts and after it ends. The
+ * string is static (filled on the first call). */
+const char *dt_comm_mpi_library(void);
+
 #endif

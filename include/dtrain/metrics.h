@@ -44,6 +44,8 @@ typedef struct {
     uint64_t param_checksum;
     uint64_t loop_allocations; /* dt_ allocations inside the training loop (must be 0) */
     const char *blas_core;
+    const char *mpi_library; /* dt_comm_mpi_library(); the version and git
+                              * commit of version.h are added by metrics */
     const char *name;
 } dt_summary;
 

@@ -163,6 +163,7 @@ static dt_status write_summary(trainer *tr, const run_result *res, double wall, 
         .t_eval = t->eval,
         .param_checksum = checksum,
         .blas_core = dt_runtime_blas_core(),
+        .mpi_library = dt_comm_mpi_library(),
         .loop_allocations = res->loop_allocations,
     };
     dt_status st = dt_metrics_write_summary(tr->metrics, &s, err);

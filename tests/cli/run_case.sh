@@ -7,6 +7,8 @@
 #   # expect-exit: N             exit status (required)
 #   # expect-message: TEXT       must appear in stderr (any number of lines)
 #   # expect-stdout: TEXT        must appear in stdout
+#   # expect-stdout-lines: N     stdout has exactly N lines (rank 0 alone printed)
+#   # reject-message: TEXT       must not appear in stderr (e.g. getopt's own words)
 #   # args: ARGS                 command line instead of the case file alone;
 #                                @CASE@ stands for the case file
 # @DATA@ and @OUT@ in the file become the data folder and a fresh run folder.
@@ -57,6 +59,15 @@ while IFS= read -r msg; do
     [ -n "$msg" ] || continue
     grep -qF -- "$msg" "$work/stdout" || fail "stdout lacks: $msg"
 done < <(sed -n 's/^# expect-stdout: *//p' "$src")
+while IFS= read -r msg; do
+    [ -n "$msg" ] || continue
+    grep -qF -- "$msg" "$work/stderr" && fail "stderr has: $msg"
+done < <(sed -n 's/^# reject-message: *//p' "$src")
+expect_lines=$(sed -n 's/^# expect-stdout-lines: *//p' "$src" | head -n 1)
+if [ -n "$expect_lines" ]; then
+    got_lines=$(wc -l < "$work/stdout")
+    [ "$got_lines" -eq "$expect_lines" ] || fail "stdout has $got_lines lines, expected $expect_lines"
+fi
 if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|Segmentation|signal [0-9]+|core dumped|internal error' "$work/stderr"; then
     fail "crash or sanitizer report"
 fi
