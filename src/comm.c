@@ -322,3 +322,80 @@ double dt_grad_sync_ready_seconds(const dt_grad_sync *s) { return s->ready_secon
 int dt_grad_sync_buckets(const dt_grad_sync *s) { return s->overlap ? s->n_buckets : 1; }
 
 double dt_comm_time(void) { return MPI_Wtime(); }
+
+/* ---- gathering byte buffers (the trace) ----------------------------------- */
+
+double dt_comm_clock_origin(void)
+{
+    /* Twice: the first barrier absorbs ranks still arriving from start-up,
+     * the second one's exit is as close together as ranks leave anything. */
+    for (int i = 0; i < 2; i++) {
+        MPI_Request req;
+        MPI_Ibarrier(MPI_COMM_WORLD, &req);
+        dt__comm_wait(1, &req, "the barrier that aligns the trace clocks");
+    }
+    return MPI_Wtime();
+}
+
+/* Point to point, in chunks below INT_MAX bytes, rank by rank: this runs
+ * once per run, and MPI_Gatherv would limit the total to int bytes. */
+enum { GATHER_TAG = 0x7d7a };
+
+dt_status dt_comm_gather_bytes(const void *mine, size_t len, int root, void **all,
+                               size_t *lens, dt_error *err)
+{
+    int rank, world;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    *all = NULL;
+    uint64_t my_len = len;
+    uint64_t *got = NULL;
+    if (rank == root) {
+        got = dt_calloc((size_t)world, sizeof *got);
+        if (!got) DT_BUG("out of memory gathering %d lengths", world);
+    }
+    MPI_Request req;
+    MPI_Igather(&my_len, 1, MPI_UINT64_T, got, 1, MPI_UINT64_T, root, MPI_COMM_WORLD, &req);
+    dt__comm_wait(1, &req, "the gather of buffer lengths");
+    /* the root says whether it could allocate before anyone sends */
+    int ok = 1;
+    unsigned char *buf = NULL;
+    if (rank == root) {
+        size_t total = 0;
+        for (int r = 0; r < world; r++) total += (size_t)got[r];
+        buf = dt_malloc(total);
+        ok = buf != NULL;
+    }
+    MPI_Ibcast(&ok, 1, MPI_INT, root, MPI_COMM_WORLD, &req);
+    dt__comm_wait(1, &req, "the gather of buffers");
+    if (!ok) {
+        dt_free(got);
+        return dt_fail(err, DT_EINTERNAL, "rank %d: out of memory gathering buffers", root);
+    }
+    const size_t chunk = (size_t)1 << 30;
+    if (rank == root) {
+        size_t off = 0;
+        for (int r = 0; r < world; r++) {
+            lens[r] = (size_t)got[r];
+            if (r == root) {
+                if (len) memcpy(buf + off, mine, len);
+            } else {
+                for (size_t done = 0; done < lens[r]; done += chunk) {
+                    MPI_Irecv(buf + off + done, (int)DT_MIN(chunk, lens[r] - done), MPI_BYTE, r,
+                              GATHER_TAG, MPI_COMM_WORLD, &req);
+                    dt__comm_wait(1, &req, "the gather of buffers");
+                }
+            }
+            off += lens[r];
+        }
+        *all = buf;
+    } else {
+        for (size_t done = 0; done < len; done += chunk) {
+            MPI_Isend((const char *)mine + done, (int)DT_MIN(chunk, len - done), MPI_BYTE, root,
+                      GATHER_TAG, MPI_COMM_WORLD, &req);
+            dt__comm_wait(1, &req, "the gather of buffers");
+        }
+    }
+    dt_free(got);
+    return DT_OK;
+}

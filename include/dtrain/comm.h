@@ -78,4 +78,18 @@ void dt_comm_set_step(long step);
  * this call (once per update, for ranks that are not waiting). */
 void dt_comm_exit_if_orphaned(void);
 
+/* ---- the trace's collectives ---------------------------------------------
+ * The origin of the trace clocks: this rank's MPI_Wtime read right after a
+ * barrier (clocks of different nodes are not synchronised, so every rank
+ * takes its own reading at the moment all ranks leave the same barrier). */
+double dt_comm_clock_origin(void);
+/* Gather each rank's `len` bytes at `mine` to rank `root`. On root, *all is
+ * one dt_malloc'd buffer (free with dt_free) holding every rank's bytes in
+ * rank order, and lens[r] (an array of world entries, root only) the length
+ * of rank r's; elsewhere *all = NULL and lens is not touched. Every rank
+ * returns the same status: DT_EINTERNAL if root runs out of memory. Any
+ * sizes (chunked past INT_MAX). */
+dt_status dt_comm_gather_bytes(const void *mine, size_t len, int root, void **all,
+                               size_t *lens, dt_error *err);
+
 #endif
