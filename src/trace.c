@@ -320,7 +320,6 @@ static void write_events(FILE *f, track *tracks, int n_ranks, const str *cats, u
             fprintf(f, "\"trace buffer full: %llu spans dropped\"}}",
                     (unsigned long long)t->dropped);
         }
-        qsort(t->events, t->n_events, sizeof *t->events, by_start);
         /* rows category by category, in the same order on every rank */
         int tid = 0;
         for (uint32_t c = 0; c < n_cats; c++) {
@@ -384,8 +383,9 @@ dt_status dt_trace_write_json(const char *path, const void *all, const size_t *l
         st = dt_fail(err, DT_EINTERNAL, "out of memory writing the trace");
         goto done;
     }
-    /* read every rank's buffer; the categories of all ranks in order of
-     * first appearance, so that a category has the same rows everywhere */
+    /* read every rank's buffer, its spans sorted by start; the categories
+     * of all ranks in order of their first span (so an enclosing span's
+     * category comes first), the same order on every rank */
     size_t total_strings = 0;
     const unsigned char *p = all;
     for (int r = 0; r < n_ranks; r++) {
@@ -399,6 +399,7 @@ dt_status dt_trace_write_json(const char *path, const void *all, const size_t *l
         }
         p += lens[r];
         total_strings += tracks[r].n_strings;
+        qsort(tracks[r].events, tracks[r].n_events, sizeof *tracks[r].events, by_start);
     }
     cats = dt_calloc(total_strings + 1, sizeof *cats);
     if (!cats) {

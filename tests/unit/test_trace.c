@@ -230,13 +230,19 @@ START_TEST(test_overlapping_spans_get_rows)
     ck_assert_int_eq(write_ranks(&t, 1), DT_OK);
     dt_trace_free(t);
     char *json = slurp(path);
-    /* comm first seen: rows tid 0, 1, 2 ("comm", "comm 2", "comm 3"); compute tid 3 */
-    ck_assert_ptr_nonnull(strstr(json, "\"name\":\"allreduce 0\",\"cat\":\"comm\",\"ph\":\"X\",\"ts\":0.000,\"dur\":10000000.000,\"pid\":0,\"tid\":0"));
-    ck_assert_ptr_nonnull(strstr(json, "\"name\":\"allreduce 1\",\"cat\":\"comm\",\"ph\":\"X\",\"ts\":2000000.000,\"dur\":10000000.000,\"pid\":0,\"tid\":1"));
-    ck_assert_ptr_nonnull(strstr(json, "\"name\":\"allreduce 2\",\"cat\":\"comm\",\"ph\":\"X\",\"ts\":4000000.000,\"dur\":10000000.000,\"pid\":0,\"tid\":2"));
-    ck_assert_ptr_nonnull(strstr(json, "\"name\":\"allreduce 3\",\"cat\":\"comm\",\"ph\":\"X\",\"ts\":12000000.000,\"dur\":1000000.000,\"pid\":0,\"tid\":0"));
-    ck_assert_ptr_nonnull(strstr(json, "\"tid\":2,\"args\":{\"name\":\"comm 3\"}"));
-    ck_assert_ptr_nonnull(strstr(json, "\"name\":\"backward 0\",\"cat\":\"compute\",\"ph\":\"X\",\"ts\":5000000.000,\"dur\":15000000.000,\"pid\":0,\"tid\":3"));
+    /* compute starts first (the update, longest at t = 0): tid 0; the comm
+     * rows are tid 1, 2, 3 ("comm", "comm 2", "comm 3") */
+#define SPAN(name, cat, ts, dur, tid)                                                       \
+    "\"name\":\"" name "\",\"cat\":\"" cat "\",\"ph\":\"X\",\"ts\":" ts ",\"dur\":" dur \
+    ",\"pid\":0,\"tid\":" tid
+    ck_assert_ptr_nonnull(strstr(json, SPAN("allreduce 0", "comm", "0.000", "10000000.000", "1")));
+    ck_assert_ptr_nonnull(strstr(json, SPAN("allreduce 1", "comm", "2000000.000", "10000000.000", "2")));
+    ck_assert_ptr_nonnull(strstr(json, SPAN("allreduce 2", "comm", "4000000.000", "10000000.000", "3")));
+    ck_assert_ptr_nonnull(strstr(json, SPAN("allreduce 3", "comm", "12000000.000", "1000000.000", "1")));
+    ck_assert_ptr_nonnull(strstr(json, "\"tid\":3,\"args\":{\"name\":\"comm 3\"}"));
+    ck_assert_ptr_nonnull(strstr(json, SPAN("update", "compute", "0.000", "20000000.000", "0")));
+    ck_assert_ptr_nonnull(strstr(json, SPAN("backward 0", "compute", "5000000.000", "15000000.000", "0")));
+#undef SPAN
     ck_assert_ptr_null(strstr(json, "compute 2"));
     free(json);
     python_summary(); /* nested or disjoint on every track */
