@@ -207,120 +207,6 @@ int dt_comm_all_equal_u64(uint64_t value)
     return out[0] == ~out[1];
 }
 
-/* ---- bucketed gradient allreduce ------------------------------------------ */
-
-struct dt_grad_sync {
-    size_t n;             /* floats in the arena */
-    int overlap;
-    int n_buckets;        /* bucket k covers [lo[k], hi[k]), k = 0 at the arena's end */
-    size_t *lo, *hi;
-    MPI_Request *req;
-    int started;          /* buckets 0..started-1 are in flight */
-    size_t ready_from;    /* [ready_from, n) is final */
-    float *send, *recv;
-    double ready_seconds;
-    int alone; /* a world of one rank: nothing to reduce */
-};
-
-dt_status dt_grad_sync_create(size_t n, size_t bucket_floats, int overlap, dt_grad_sync **out,
-                              dt_error *err)
-{
-    dt_grad_sync *s = dt_calloc(1, sizeof *s);
-    if (!s) return dt_fail(err, DT_EINTERNAL, "out of memory");
-    s->n = n;
-    int world;
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
-    s->alone = world == 1;
-    if (s->alone) overlap = 0;
-#ifdef DTRAIN_SMPI
-    /* SMPI's MPI_Iallreduce is a naive all-to-all whose simulated time is
-     * wrong (quadratic): simulated runs always take the blocking path. */
-    overlap = 0;
-#endif
-    s->overlap = overlap;
-    if (bucket_floats < 1024) bucket_floats = 1024;     /* latency-bound below */
-    if (bucket_floats > ((size_t)1 << 30)) bucket_floats = (size_t)1 << 30; /* int counts */
-    s->n_buckets = overlap ? (int)((n + bucket_floats - 1) / bucket_floats) : 0;
-    if (overlap && s->n_buckets < 1) s->n_buckets = 1;
-    if (overlap) {
-        s->lo = dt_calloc((size_t)s->n_buckets, sizeof *s->lo);
-        s->hi = dt_calloc((size_t)s->n_buckets, sizeof *s->hi);
-        s->req = dt_calloc((size_t)s->n_buckets, sizeof *s->req);
-        s->recv = dt_alloc_aligned(DT_MAX(n, 1) * sizeof(float));
-        if (!s->lo || !s->hi || !s->req || !s->recv) {
-            dt_grad_sync_free(s);
-            return dt_fail(err, DT_EINTERNAL, "out of memory");
-        }
-        for (int k = 0; k < s->n_buckets; k++) {
-            s->hi[k] = n - (size_t)k * bucket_floats;
-            s->lo[k] = s->hi[k] > bucket_floats ? s->hi[k] - bucket_floats : 0;
-            s->req[k] = MPI_REQUEST_NULL;
-        }
-    }
-    *out = s;
-    return DT_OK;
-}
-
-void dt_grad_sync_free(dt_grad_sync *s)
-{
-    if (!s) return;
-    dt_free(s->lo);
-    dt_free(s->hi);
-    dt_free(s->req);
-    dt_free(s->recv);
-    dt_free(s);
-}
-
-void dt_grad_sync_begin(dt_grad_sync *s, float *send)
-{
-    s->send = send;
-    s->started = 0;
-    s->ready_from = s->n;
-    s->ready_seconds = 0;
-}
-
-static void start_ready_buckets(dt_grad_sync *s)
-{
-    while (s->started < s->n_buckets && s->lo[s->started] >= s->ready_from) {
-        int k = s->started++;
-        MPI_Iallreduce(s->send + s->lo[k], s->recv + s->lo[k], (int)(s->hi[k] - s->lo[k]),
-                       MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &s->req[k]);
-    }
-}
-
-void dt_grad_sync_ready(void *sync, size_t offset, size_t count)
-{
-    dt_grad_sync *s = sync;
-    if (!s->overlap) return;
-    double t0 = MPI_Wtime();
-    /* Ranges come in from the end; anything else only delays the start. */
-    if (offset + count >= s->ready_from && offset < s->ready_from) s->ready_from = offset;
-    start_ready_buckets(s);
-    /* Open MPI progresses non-blocking collectives only inside MPI calls:
-     * give the ones in flight a push at every layer boundary. */
-    if (s->started > 0) {
-        int done;
-        MPI_Testall(s->started, s->req, &done, MPI_STATUSES_IGNORE);
-    }
-    s->ready_seconds += MPI_Wtime() - t0;
-}
-
-float *dt_grad_sync_finish(dt_grad_sync *s)
-{
-    if (s->alone) return s->send; /* one rank: the sum is the arena itself */
-    if (!s->overlap) {
-        dt_comm_allreduce_sum(s->send, s->n);
-        return s->send;
-    }
-    s->ready_from = 0;
-    start_ready_buckets(s);
-    dt__comm_wait(s->n_buckets, s->req, "the gradient allreduce");
-    return s->recv;
-}
-
-double dt_grad_sync_ready_seconds(const dt_grad_sync *s) { return s->ready_seconds; }
-int dt_grad_sync_buckets(const dt_grad_sync *s) { return s->overlap ? s->n_buckets : 1; }
-
 double dt_comm_time(void) { return MPI_Wtime(); }
 
 const char *dt_comm_mpi_library(void)
@@ -342,4 +228,81 @@ const char *dt_comm_mpi_library(void)
     line[end] = 0;
     if (!line[0]) memcpy(line, "unknown", sizeof "unknown");
     return line;
+}
+
+/* ---- gathering byte buffers (the trace) ----------------------------------- */
+
+double dt_comm_clock_origin(void)
+{
+    /* Twice: the first barrier absorbs ranks still arriving from start-up,
+     * the second one's exit is as close together as ranks leave anything. */
+    for (int i = 0; i < 2; i++) {
+        MPI_Request req;
+        MPI_Ibarrier(MPI_COMM_WORLD, &req);
+        dt__comm_wait(1, &req, "the barrier that aligns the trace clocks");
+    }
+    return MPI_Wtime();
+}
+
+/* Point to point, in chunks below INT_MAX bytes, rank by rank: this runs
+ * once per run, and MPI_Gatherv would limit the total to int bytes. */
+enum { GATHER_TAG = 0x7d7a };
+
+dt_status dt_comm_gather_bytes(const void *mine, size_t len, int root, void **all,
+                               size_t *lens, dt_error *err)
+{
+    int rank, world;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    *all = NULL;
+    uint64_t my_len = len;
+    uint64_t *got = NULL;
+    if (rank == root) {
+        got = dt_calloc((size_t)world, sizeof *got);
+        if (!got) DT_BUG("out of memory gathering %d lengths", world);
+    }
+    MPI_Request req;
+    MPI_Igather(&my_len, 1, MPI_UINT64_T, got, 1, MPI_UINT64_T, root, MPI_COMM_WORLD, &req);
+    dt__comm_wait(1, &req, "the gather of buffer lengths");
+    /* the root says whether it could allocate before anyone sends */
+    int ok = 1;
+    unsigned char *buf = NULL;
+    if (rank == root) {
+        size_t total = 0;
+        for (int r = 0; r < world; r++) total += (size_t)got[r];
+        buf = dt_malloc(total);
+        ok = buf != NULL;
+    }
+    MPI_Ibcast(&ok, 1, MPI_INT, root, MPI_COMM_WORLD, &req);
+    dt__comm_wait(1, &req, "the gather of buffers");
+    if (!ok) {
+        dt_free(got);
+        return dt_fail(err, DT_EINTERNAL, "rank %d: out of memory gathering buffers", root);
+    }
+    const size_t chunk = (size_t)1 << 30;
+    if (rank == root) {
+        size_t off = 0;
+        for (int r = 0; r < world; r++) {
+            lens[r] = (size_t)got[r];
+            if (r == root) {
+                if (len) memcpy(buf + off, mine, len);
+            } else {
+                for (size_t done = 0; done < lens[r]; done += chunk) {
+                    MPI_Irecv(buf + off + done, (int)DT_MIN(chunk, lens[r] - done), MPI_BYTE, r,
+                              GATHER_TAG, MPI_COMM_WORLD, &req);
+                    dt__comm_wait(1, &req, "the gather of buffers");
+                }
+            }
+            off += lens[r];
+        }
+        *all = buf;
+    } else {
+        for (size_t done = 0; done < len; done += chunk) {
+            MPI_Isend((const char *)mine + done, (int)DT_MIN(chunk, len - done), MPI_BYTE, root,
+                      GATHER_TAG, MPI_COMM_WORLD, &req);
+            dt__comm_wait(1, &req, "the gather of buffers");
+        }
+    }
+    dt_free(got);
+    return DT_OK;
 }

@@ -38,32 +38,6 @@ void dt_comm_bcast(void *buf, size_t bytes, int root);
 /* True iff `value` is the same on every rank (one allreduce of min and max). */
 int dt_comm_all_equal_u64(uint64_t value);
 
-/* ---- the gradient allreduce ------------------------------------------------
- * Sums an arena of n floats over all ranks, in buckets of about
- * bucket_floats contiguous floats counted from the END of the arena (the
- * last layer's gradients are ready first). With overlap, a bucket's
- * non-blocking allreduce (out of place, into the result arena) starts as
- * soon as backward has produced all of it (dt_grad_sync_ready, called from
- * the backward callback, which also progresses the ones in flight) and
- * dt_grad_sync_finish waits for the rest. Without overlap, finish does one
- * blocking in-place allreduce. Both sum the same numbers; the results
- * differ only in floating-point summation order. */
-typedef struct dt_grad_sync dt_grad_sync;
-
-dt_status dt_grad_sync_create(size_t n, size_t bucket_floats, int overlap, dt_grad_sync **out,
-                              dt_error *err);
-void dt_grad_sync_free(dt_grad_sync *s);
-/* Start an update: nothing of `send` (n floats) is ready yet. */
-void dt_grad_sync_begin(dt_grad_sync *s, float *send);
-/* [offset, offset+count) of send is final. Ranges arrive from the end of the
- * arena towards its start (dt_grad_ready_fn of nn.h has this shape). */
-void dt_grad_sync_ready(void *sync, size_t offset, size_t count);
-/* Everything is final: complete the sum; returns the arena holding it. */
-float *dt_grad_sync_finish(dt_grad_sync *s);
-/* Seconds spent inside dt_grad_sync_ready calls since the last begin. */
-double dt_grad_sync_ready_seconds(const dt_grad_sync *s);
-int dt_grad_sync_buckets(const dt_grad_sync *s);
-
 double dt_comm_time(void); /* MPI_Wtime */
 
 /* ---- the watchdog ------------------------------------------------------------
@@ -82,5 +56,18 @@ void dt_comm_exit_if_orphaned(void);
  * Debian OpenMPI, ...". Callable before MPI starts and after it ends. The
  * string is static (filled on the first call). */
 const char *dt_comm_mpi_library(void);
+/* ---- the trace's collectives ---------------------------------------------
+ * The origin of the trace clocks: this rank's MPI_Wtime read right after a
+ * barrier (clocks of different nodes are not synchronised, so every rank
+ * takes its own reading at the moment all ranks leave the same barrier). */
+double dt_comm_clock_origin(void);
+/* Gather each rank's `len` bytes at `mine` to rank `root`. On root, *all is
+ * one dt_malloc'd buffer (free with dt_free) holding every rank's bytes in
+ * rank order, and lens[r] (an array of world entries, root only) the length
+ * of rank r's; elsewhere *all = NULL and lens is not touched. Every rank
+ * returns the same status: DT_EINTERNAL if root runs out of memory. Any
+ * sizes (chunked past INT_MAX). */
+dt_status dt_comm_gather_bytes(const void *mine, size_t len, int root, void **all,
+                               size_t *lens, dt_error *err);
 
 #endif

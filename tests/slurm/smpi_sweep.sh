@@ -2,7 +2,9 @@
 # smpi_sweep.sh SMPI_DTRAIN: a small simulated strong-scaling sweep (P = 1, 2,
 # 4, 8, 16 on the 16 x 8 fast-network platform, a few updates of the small
 # MLP) through launch/scaling; checks runs.csv and scaling.csv (and the
-# plots when gnuplot is there).
+# plots when gnuplot is there). Then a sweep of a config key as a series
+# (--series, P = 1, 2, 4): each value reaches dtrain, is its own series with
+# its own 1-rank baseline, and gets its own split plot.
 set -u
 smpi_dtrain=$1
 [ -x "$smpi_dtrain" ] || { echo "SKIP: no SMPI build at $smpi_dtrain"; exit 77; }
@@ -22,8 +24,9 @@ timeout -k 5 600 /usr/bin/python3 "$DT_SOURCE/launch/scaling" --backend smpi --s
 cat "$WORK/scaling.log"
 runs=$WORK/out/runs.csv sum=$WORK/out/scaling.csv
 [ -s "$runs" ] && [ -s "$sum" ] || die "no runs.csv / scaling.csv"
-# column NAME FILE: that column of a CSV (no quoted commas in these files)
-column() { awk -F, -v k="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i; next } { print $c }' "$2"; }
+# column NAME FILE: that column of a CSV (no quoted commas in these files;
+# Python's csv module ends lines with CR LF)
+column() { awk -F, -v k="$1" '{ sub(/\r$/, "") } NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i; next } { print $c }' "$2"; }
 [ "$(column ranks "$runs" | paste -sd' ')" = "1 2 4 8 16" ] || die "ranks in runs.csv: $(column ranks "$runs" | paste -sd' ')"
 [ "$(column status "$runs" | sort -u)" = ok ] || die "not every run succeeded"
 [ "$(column nodes "$runs" | paste -sd' ')" = "1 1 1 1 2" ] || die "nodes $(column nodes "$runs" | paste -sd' '), expected 8 ranks per node"
@@ -42,5 +45,38 @@ if command -v gnuplot >/dev/null; then
     for f in throughput efficiency split-smpi-fast-strong; do
         [ -s "$WORK/out/$f.png" ] || die "no $f.png"
     done
+    # readable ticks: rank counts and 1-2-5 samples/s labels, no raw numbers
+    tics=$(grep -E '^set (x|y)tics \(' "$WORK/out/plotdata/plots.gp")
+    grep -q "^set xtics ('1' 1, '2' 2, '4' 4, '8' 8, '16' 16)" <<<"$tics" || die "x tics: $tics"
+    grep -E "^set ytics \(" <<<"$tics" | grep -qE "'[125]0?0?(\.[0-9]+)?[kM]?' " || die "y tics: $tics"
+    grep -E "^set ytics \(" <<<"$tics" | grep -qE "'[0-9]{4,}' " && die "unreadable y tics: $tics"
+fi
+
+# ---- a config key as a series ---------------------------------------------------
+timeout -k 5 600 /usr/bin/python3 "$DT_SOURCE/launch/scaling" --backend smpi --smpi-dtrain "$smpi_dtrain" \
+    --platform fast --ranks "1 2 4" --batch 32 --steps 4 --series comm.bucket_kb=64,512 \
+    --out "$WORK/series" "$WORK/small.yaml" >"$WORK/series.log" 2>&1 \
+    || { cat "$WORK/series.log"; die "launch/scaling --series failed"; }
+cat "$WORK/series.log"
+runs=$WORK/series/runs.csv sum=$WORK/series/scaling.csv
+[ "$(column series_key "$runs" | sort -u)" = comm.bucket_kb ] || die "series_key in runs.csv"
+[ "$(column series_value "$runs" | paste -sd' ')" = "64 64 64 512 512 512" ] || die "series_value in runs.csv: $(column series_value "$runs" | paste -sd' ')"
+[ "$(column status "$runs" | sort -u)" = ok ] || die "not every series run succeeded"
+# the value reached dtrain: each run's resolved configuration
+for d in $(column out_dir "$runs"); do
+    want=$(sed -E 's/.*comm\.bucket_kb=([0-9]+).*/\1/' <<<"$d")
+    grep -qE "^ +bucket_kb: $want\$" "$d/config.resolved.yaml" || die "$d/config.resolved.yaml: bucket_kb is not $want"
+done
+[ "$(column series "$sum" | paste -sd' ')" = "$(printf 'smpi-fast-strong-comm.bucket_kb=%s ' 64 64 64 512 512 512 | sed 's/ $//')" ] \
+    || die "series in scaling.csv: $(column series "$sum" | paste -sd' ')"
+[ "$(column speedup "$sum" | paste -sd' ')" != "" ] || die "no speedup"
+paste -d' ' <(column ranks "$sum") <(column speedup "$sum") | awk '$1 == 1 && $2 != "1.0000" { exit 1 }' \
+    || die "a series is not measured against its own 1-rank run"
+if command -v gnuplot >/dev/null; then
+    for v in 64 512; do
+        [ -s "$WORK/series/split-smpi-fast-strong-comm.bucket_kb=$v.png" ] || die "no split plot for bucket_kb=$v"
+    done
+    [ "$(grep -c "title 'strong scaling, SMPI, 16x8 fast network, comm.bucket_kb=" "$WORK/series/plotdata/plots.gp")" -ge 4 ] \
+        || die "a series has no line of its own in throughput.png and efficiency.png"
 fi
 echo PASS
