@@ -28,6 +28,7 @@
 #include "dtrain/checkpoint.h"
 #include "dtrain/config.h"
 #include "dtrain/data.h"
+#include "dtrain/fs.h"
 #include "dtrain/metrics.h"
 #include "dtrain/nn.h"
 #include "dtrain/optim.h"
@@ -152,37 +153,23 @@ static dt_status resolve_lengths(trainer *tr, dt_error *err)
     return DT_OK;
 }
 
-static dt_status make_out_dir(const char *path, dt_error *err)
-{
-    char buf[DT_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char saved = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return dt_fail(err, DT_EINTERNAL, "cannot create run.out_dir %s: %s", buf,
-                               strerror(errno));
-            *p = saved;
-            if (!saved) break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return dt_fail(err, DT_EINTERNAL, "run.out_dir %s is not a directory", path);
-    return DT_OK;
-}
-
+/* out_dir/config.resolved.yaml, atomically: complete or absent. */
 static dt_status write_resolved_config(const dt_config *c, dt_error *err)
 {
-    char path[DT_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/config.resolved.yaml", c->run.out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return dt_fail(err, DT_EINTERNAL, "cannot write %s: %s", path, strerror(errno));
+    dt_path path;
+    dt_status st = dt_path_join(&path, c->run.out_dir, "config.resolved.yaml", err);
+    if (st != DT_OK) return st;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return dt_fail(err, DT_EINTERNAL, "%s: out of memory", path.s);
     dt_config_write_yaml(c, f);
-    if (fclose(f) != 0)
-        return dt_fail(err, DT_EINTERNAL, "cannot write %s: %s", path, strerror(errno));
-    return DT_OK;
+    bool ok = !ferror(f);
+    if (fclose(f) != 0) ok = false; /* a memory stream: fails only out of memory */
+    st = ok ? dt_fs_write_atomic(path.s, text, len, err)
+            : dt_fail(err, DT_EINTERNAL, "%s: out of memory", path.s);
+    free(text); /* open_memstream's, not a dt_ allocation */
+    return st;
 }
 
 static void optim_hparams(const dt_config *c, dt_optim_hparams *hp)
@@ -648,7 +635,7 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
 
     /* Output folder and files: rank 0's, after everything was validated. */
     if (root) {
-        st = make_out_dir(tr.cfg.run.out_dir, &err);
+        st = dt_fs_mkdir_p(tr.cfg.run.out_dir, "run.out_dir", &err);
         if (st == DT_OK) st = write_resolved_config(&tr.cfg, &err);
         if (st == DT_OK) st = dt_metrics_open(&tr.metrics, tr.cfg.run.out_dir, opt->resume != NULL, stdout,
                                  dt_runtime_progress_bar(), &err);
