@@ -37,7 +37,7 @@ go() {
 expect_fail() {
     local rc=$1 log=$2
     shift 2
-    [ "$rc" -eq 1 ] || { cat "$log"; die "exit $rc, expected 1"; }
+    [ "$rc" = 1 ] || { ls -la "$WORK"; cat "$log"; die "exit '$rc', expected 1"; }
     [ "$(grep -c '^dtrain: ' "$log")" -eq 1 ] || { cat "$log"; die "not one dtrain: line"; }
     local line
     line=$(grep '^dtrain: ' "$log")
