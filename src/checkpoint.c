@@ -1,35 +1,6 @@
-/* checkpoint.c - the on-disk checkpoint: CRC32C, the v1 file format, atomic
- * and durable writing, verification before use, resume from the newest
- * usable file.
- *
- * File format, version 1 (every integer little-endian, written byte by byte
- * with shifts so the host's byte order and struct padding never leak in):
- *
- *   off  size  field
- *     0     8  magic "DTRAINCK"
- *     8     4  format version (1)
- *    12     4  byte-order mark 0x01020304 (bytes 04 03 02 01)
- *    16     8  layout_hash
- *    24     8  config_hash
- *    32     8  n_params
- *    40     4  optimizer
- *    44     4  slots (state arenas, <= DT_CKPT_MAX_SLOTS)
- *    48     8  step
- *    56     8  opt_t
- *    64     8  skipped
- *    72     8  seed
- *    80     4  world_size
- *    84     4  CRC32C of bytes 0..83 (the header alone)
- *    88        payload: params[n_params], then state[s][n_params] for each
- *              slot, each float as its IEEE-754 binary32 bits, little-endian
- *   end-4   4  CRC32C of every byte before it (header and payload)
- *
- * Why a header CRC as well as the trailer: the reader must trust n_params and
- * slots to compute the expected file size before it reads the payload. With
- * the header checked on its own, a flipped bit in n_params is reported as
- * damage ("checksum mismatch") instead of a misleading "truncated", and a
- * header that passes its CRC but claims an absurd size (a crafted file) is
- * still refused by the exact-size check before any payload byte is read.
+/* checkpoint.c - the checkpoint file of checkpoint.h (which describes the
+ * format): CRC32C, encoding, writing through the atomic write of fs.h,
+ * verification before use, resume from the newest usable file.
  *
  * Reading is two passes over the file through one 64 KiB buffer: pass 1
  * checks the size, the header and the CRC of the whole file without touching
@@ -37,12 +8,8 @@
  * payload into them (recomputing the CRC, so a file replaced between the two
  * passes is detected - that is the one failure after which the arrays are
  * unspecified). Memory use is that fixed buffer, whatever the file claims.
- *
- * Writing goes to ".ckpt-<step>.tmp.<pid>" in the target folder, checked
- * write by write, fsync'ed, closed, renamed to ckpt-<step>.dtck (step
- * zero-padded to 12 digits), then the folder is fsync'ed so the rename itself
- * is durable; `latest` is replaced the same way. On any failure the temporary
- * file is removed and the previous checkpoint and `latest` are untouched. */
+ * Writing streams the same way: header and floats through one buffer, whose
+ * bytes the trailer CRC follows as they are flushed. */
 #include "dtrain/checkpoint.h"
 
 #include <dirent.h>
@@ -57,6 +24,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "dtrain/fs.h"
+
 _Static_assert(sizeof(float) == 4, "checkpoints store floats as IEEE-754 binary32");
 _Static_assert(sizeof(uint32_t) == 4, "uint32_t");
 
@@ -67,16 +36,16 @@ _Static_assert(sizeof(uint32_t) == 4, "uint32_t");
 #define CK_HEADER_SIZE 88
 #define CK_TRAILER_SIZE 4
 #define CK_BUF_SIZE (64 * 1024) /* multiple of 4: floats never straddle buffers */
-#define CK_PATH_MAX 4096
 #define CK_NAME_PREFIX "ckpt-"
 #define CK_NAME_SUFFIX ".dtck"
+#define CK_NAME_MAX 256 /* a file name (not a path): NAME_MAX + 1 */
 
 /* ======================================================================
  * CRC32C (Castagnoli, reflected polynomial 0x82F63B78).
  * Software: slicing-by-8 over tables built once at load time. Hardware: the
- * SSE4.2 crc32 instruction (8 bytes per instruction), chosen at load time
- * when the CPU has it. Both compute the same function; the tests compare
- * them. dt__ names are internal (exported only for the tests).
+ * SSE4.2 crc32 instruction (8 bytes per instruction). Both compute the same
+ * function (the tests compare them); crc_raw, chosen once at load time, is
+ * the one every caller uses. dt__ names are internal (exported for the tests).
  * ====================================================================== */
 static uint32_t crc_table[8][256];
 
@@ -152,7 +121,10 @@ static uint32_t crc_hw_raw(uint32_t c, const unsigned char *p, size_t n)
 }
 #endif
 
-static bool crc_hw_ok;
+typedef uint32_t (*crc_raw_fn)(uint32_t c, const unsigned char *p, size_t n);
+/* Raw register update of every CRC in this file; ~crc_raw(~crc, ...) is the
+ * finished CRC32C. Set before main, so no thread ever sees it change. */
+static crc_raw_fn crc_raw = crc_sw_raw;
 
 /* Tables and CPU dispatch once, before main: no lazy init, so no data race
  * when several threads checksum (and the hot path has no branch on "ready"). */
@@ -161,24 +133,24 @@ __attribute__((constructor)) static void crc_init(void)
     crc_init_tables();
 #if CK_HAVE_HW
     __builtin_cpu_init(); /* required before __builtin_cpu_supports in a constructor */
-    crc_hw_ok = __builtin_cpu_supports("sse4.2");
+    if (__builtin_cpu_supports("sse4.2")) crc_raw = crc_hw_raw;
 #endif
+}
+
+uint32_t dt_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    return ~crc_raw(~crc, data, len);
 }
 
 /* 1 when the hardware path exists on this CPU (and is what dt_crc32c uses). */
 int dt__crc32c_hw_available(void);
-int dt__crc32c_hw_available(void) { return crc_hw_ok; }
+int dt__crc32c_hw_available(void) { return crc_raw == crc_hw_raw; }
 
 /* The hardware path; only call when dt__crc32c_hw_available(). */
 uint32_t dt__crc32c_hw(uint32_t crc, const void *data, size_t len);
 uint32_t dt__crc32c_hw(uint32_t crc, const void *data, size_t len)
 {
     return ~crc_hw_raw(~crc, data, len);
-}
-
-uint32_t dt_crc32c(uint32_t crc, const void *data, size_t len)
-{
-    return crc_hw_ok ? ~crc_hw_raw(~crc, data, len) : ~crc_sw_raw(~crc, data, len);
 }
 
 /* ======================================================================
@@ -271,107 +243,8 @@ static void decode_header(const unsigned char *p, dt_ckpt_header *h)
 }
 
 /* ======================================================================
- * Small POSIX helpers
+ * File names
  * ====================================================================== */
-static int write_full(int fd, const unsigned char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (k == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Read exactly n bytes at off; returns 0, or -1 with errno (0 on early EOF). */
-static int pread_full(int fd, unsigned char *p, size_t n, uint64_t off)
-{
-    while (n) {
-        ssize_t k = pread(fd, p, n, (off_t)off);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (k == 0) {
-            errno = 0;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
-/* snprintf for messages and copies where truncation is acceptable (a path
- * longer than the buffer is cut, not an error); keeps -Wformat-truncation
- * quiet without sprinkling casts over every call. */
-static void strf(char *buf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void strf(char *buf, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, size, fmt, ap);
-    va_end(ap);
-}
-
-/* fsync a folder so a rename inside it is durable. Filesystems that cannot
- * sync a directory (EINVAL/ENOTSUP) give no stronger guarantee to ask for. */
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    if (rc < 0 && (e == EINVAL || e == ENOTSUP)) rc = 0;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
-/* mkdir -p. On failure returns -1 with errno and the failing prefix in bad. */
-static int mkdir_p(const char *dir, char *bad, size_t bad_size)
-{
-    char buf[CK_PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) {
-        strf(bad, bad_size, "%s", dir);
-        errno = n ? ENAMETOOLONG : ENOENT;
-        return -1;
-    }
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        if (buf[i - 1] == '/') continue; /* "a//b" */
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-            strf(bad, bad_size, "%s", buf);
-            return -1;
-        }
-        buf[i] = saved;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        strf(bad, bad_size, "%s", dir);
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        strf(bad, bad_size, "%s", dir);
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
 
 /* "ckpt-<digits>.dtck" -> step; false for anything else (including temp
  * files, which start with a dot, and `latest`). */
@@ -394,7 +267,7 @@ static bool parse_ckpt_name(const char *name, int64_t *step)
 
 typedef struct {
     int64_t step;
-    char name[256];
+    char name[CK_NAME_MAX];
 } ck_entry;
 
 static int entry_newest_first(const void *a, const void *b)
@@ -420,7 +293,8 @@ static int list_ckpts(const char *dir, ck_entry **out, size_t *count)
     errno = 0;
     while ((de = readdir(d)) != NULL) {
         int64_t step;
-        if (!parse_ckpt_name(de->d_name, &step) || strlen(de->d_name) >= sizeof v->name) continue;
+        size_t len = strlen(de->d_name);
+        if (!parse_ckpt_name(de->d_name, &step) || len >= sizeof v->name) continue;
         if (n == cap) {
             size_t ncap = cap ? 2 * cap : 16;
             ck_entry *nv = dt_realloc(v, ncap * sizeof *nv);
@@ -432,7 +306,7 @@ static int list_ckpts(const char *dir, ck_entry **out, size_t *count)
             cap = ncap;
         }
         v[n].step = step;
-        strf(v[n].name, sizeof v[n].name, "%s", de->d_name);
+        memcpy(v[n].name, de->d_name, len + 1);
         n++;
         errno = 0;
     }
@@ -450,35 +324,31 @@ static int list_ckpts(const char *dir, ck_entry **out, size_t *count)
     return 0;
 }
 
-static bool join_path(char *buf, size_t size, const char *dir, const char *name)
-{
-    int k = snprintf(buf, size, "%s/%s", dir, name);
-    return k > 0 && (size_t)k < size;
-}
-
 /* ======================================================================
  * Writing
  * ====================================================================== */
 typedef struct {
-    int fd;
+    dt_fs_atomic file;
     uint32_t crc; /* raw register (pre-inverted), of everything flushed */
     size_t used;
     unsigned char buf[CK_BUF_SIZE];
 } ck_writer;
 
-static int wr_flush(ck_writer *w)
+static dt_status wr_flush(ck_writer *w, dt_error *err)
 {
-    if (!w->used) return 0;
-    w->crc = crc_hw_ok ? crc_hw_raw(w->crc, w->buf, w->used) : crc_sw_raw(w->crc, w->buf, w->used);
-    int rc = write_full(w->fd, w->buf, w->used);
+    w->crc = crc_raw(w->crc, w->buf, w->used);
+    dt_status st = dt_fs_atomic_write(&w->file, w->buf, w->used, err);
     w->used = 0;
-    return rc;
+    return st;
 }
 
-static int wr_floats(ck_writer *w, const float *x, uint64_t n)
+static dt_status wr_floats(ck_writer *w, const float *x, uint64_t n, dt_error *err)
 {
     while (n) {
-        if (w->used == CK_BUF_SIZE && wr_flush(w) != 0) return -1;
+        if (w->used == CK_BUF_SIZE) {
+            dt_status st = wr_flush(w, err);
+            if (st != DT_OK) return st;
+        }
         size_t room = (CK_BUF_SIZE - w->used) / 4;
         size_t k = n < room ? (size_t)n : room;
         encode_floats(w->buf + w->used, x, k);
@@ -486,91 +356,62 @@ static int wr_floats(ck_writer *w, const float *x, uint64_t n)
         x += k;
         n -= k;
     }
-    return 0;
-}
-
-/* Write data to dir/name atomically and durably through tmp_name. */
-typedef int (*ck_body_fn)(ck_writer *w, const void *arg);
-
-static dt_status write_atomic(const char *dir, const char *name, const char *tmp_name,
-                              ck_body_fn body, const void *arg, bool trailer, dt_error *err)
-{
-    char tmp[CK_PATH_MAX], dst[CK_PATH_MAX];
-    if (!join_path(tmp, sizeof tmp, dir, tmp_name) || !join_path(dst, sizeof dst, dir, name))
-        return dt_fail(err, DT_EINTERNAL, "%s: checkpoint path too long", dir);
-
-    ck_writer *w = dt_malloc(sizeof *w); /* 64 KiB: not on the stack */
-    if (!w) return dt_fail(err, DT_EINTERNAL, "%s: out of memory", tmp);
-    w->crc = ~0u;
-    w->used = 0;
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (w->fd < 0) {
-        int e = errno;
-        dt_free(w);
-        return dt_fail(err, DT_EINTERNAL, "%s: cannot create: %s", tmp, strerror(e));
-    }
-    const char *what = "cannot write";
-    int rc = body(w, arg);
-    if (rc == 0) rc = wr_flush(w);
-    if (rc == 0 && trailer) {
-        unsigned char t[4];
-        put_u32(t, ~w->crc);
-        rc = write_full(w->fd, t, 4);
-    }
-    if (rc == 0) {
-        what = "cannot fsync";
-        rc = fsync(w->fd);
-    }
-    int e = errno;
-    if (close(w->fd) != 0 && rc == 0) {
-        what = "cannot close";
-        rc = -1;
-        e = errno;
-    }
-    dt_free(w);
-    if (rc == 0 && rename(tmp, dst) != 0) {
-        unlink(tmp);
-        return dt_fail(err, DT_EINTERNAL, "%s: cannot rename to %s: %s", tmp, dst, strerror(errno));
-    }
-    if (rc != 0) {
-        unlink(tmp);
-        return dt_fail(err, DT_EINTERNAL, "%s: %s: %s", tmp, what, strerror(e));
-    }
-    if (fsync_dir(dir) != 0) {
-        e = errno;
-        return dt_fail(err, DT_EINTERNAL, "%s: cannot fsync directory: %s", dir, strerror(e));
-    }
     return DT_OK;
 }
 
-typedef struct {
-    const dt_ckpt_header *h;
-    const float *params;
-    const float *const *state;
-} ck_payload;
-
-static int body_ckpt(ck_writer *w, const void *arg)
+/* header, arenas, trailer into an open atomic file (removed on failure) */
+static dt_status wr_checkpoint(ck_writer *w, const dt_ckpt_header *h, const float *params,
+                               const float *const *state, dt_error *err)
 {
-    const ck_payload *p = arg;
-    encode_header(w->buf, p->h);
+    encode_header(w->buf, h);
     w->used = CK_HEADER_SIZE;
-    if (wr_floats(w, p->params, p->h->n_params) != 0) return -1;
-    for (uint32_t s = 0; s < p->h->slots; s++)
-        if (wr_floats(w, p->state[s], p->h->n_params) != 0) return -1;
-    return 0;
+    dt_status st = wr_floats(w, params, h->n_params, err);
+    for (uint32_t s = 0; st == DT_OK && s < h->slots; s++)
+        st = wr_floats(w, state[s], h->n_params, err);
+    if (st == DT_OK) st = wr_flush(w, err);
+    if (st != DT_OK) return st;
+    unsigned char trailer[CK_TRAILER_SIZE];
+    put_u32(trailer, ~w->crc);
+    return dt_fs_atomic_write(&w->file, trailer, sizeof trailer, err);
 }
 
-static int body_text(ck_writer *w, const void *arg)
+static dt_status write_file(const char *path, const dt_ckpt_header *h, const float *params,
+                            const float *const *state, dt_error *err)
 {
-    const char *s = arg;
-    size_t n = strlen(s);
-    if (n > CK_BUF_SIZE) {
-        errno = ENAMETOOLONG;
-        return -1;
+    ck_writer *w = dt_malloc(sizeof *w); /* 64 KiB: not on the stack */
+    if (!w) return dt_fail(err, DT_EINTERNAL, "%s: out of memory", path);
+    w->crc = ~0u;
+    w->used = 0;
+    dt_status st = dt_fs_atomic_open(&w->file, path, err);
+    if (st == DT_OK) st = wr_checkpoint(w, h, params, state, err);
+    if (st == DT_OK) st = dt_fs_atomic_commit(&w->file, err);
+    dt_free(w);
+    return st;
+}
+
+/* Retention: all but the newest `keep` (keep <= 0: all). The file just
+ * written is never removed, even when older-numbered (a run resumed from an
+ * older file writes below files of the abandoned continuation). */
+static dt_status remove_old(const char *dir, long keep, const char *just_written, dt_error *err)
+{
+    if (keep <= 0) return DT_OK;
+    ck_entry *v;
+    size_t n;
+    int rc = list_ckpts(dir, &v, &n);
+    if (rc != 0)
+        return dt_fail(err, DT_EINTERNAL, "%s: cannot list for cleanup: %s", dir,
+                       rc == -2 ? "out of memory" : strerror(errno));
+    dt_status out = DT_OK;
+    for (size_t i = (size_t)keep; i < n && out == DT_OK; i++) {
+        if (strcmp(v[i].name, just_written) == 0) continue;
+        dt_path old;
+        out = dt_path_join(&old, dir, v[i].name, err);
+        if (out == DT_OK && unlink(old.s) != 0 && errno != ENOENT)
+            out = dt_fail(err, DT_EINTERNAL, "%s: cannot remove old checkpoint: %s", old.s,
+                          strerror(errno));
     }
-    memcpy(w->buf, s, n);
-    w->used = n;
-    return 0;
+    dt_free(v);
+    return out;
 }
 
 dt_status dt_ckpt_write(const char *dir, long keep, const dt_ckpt_header *h, const float *params,
@@ -586,57 +427,129 @@ dt_status dt_ckpt_write(const char *dir, long keep, const dt_ckpt_header *h, con
     if (h->step < 0)
         return dt_fail(err, DT_EINTERNAL, "%s: negative step %lld", dir, (long long)h->step);
 
-    char bad[CK_PATH_MAX];
-    if (mkdir_p(dir, bad, sizeof bad) != 0)
-        return dt_fail(err, DT_EINTERNAL, "%s: cannot create checkpoint directory: %s", bad,
-                       strerror(errno));
-
-    char name[64], tmp_name[96];
-    strf(name, sizeof name, CK_NAME_PREFIX "%012lld" CK_NAME_SUFFIX, (long long)h->step);
-    strf(tmp_name, sizeof tmp_name, ".%s.tmp.%ld", name, (long)getpid());
-    ck_payload pl = {h, params, state};
-    dt_status st = write_atomic(dir, name, tmp_name, body_ckpt, &pl, true, err);
+    char name[CK_NAME_MAX], line[CK_NAME_MAX + 1];
+    snprintf(name, sizeof name, CK_NAME_PREFIX "%012lld" CK_NAME_SUFFIX, (long long)h->step);
+    snprintf(line, sizeof line, "%s\n", name);
+    dt_path path, latest;
+    dt_status st = dt_path_join(&path, dir, name, err);
+    if (st == DT_OK) st = dt_path_join(&latest, dir, "latest", err);
+    if (st == DT_OK) st = dt_fs_mkdir_p(dir, "checkpoint.dir", err);
+    if (st == DT_OK) st = write_file(path.s, h, params, state, err);
+    if (st == DT_OK) st = dt_fs_write_atomic(latest.s, line, strlen(line), err);
     if (st != DT_OK) return st;
-
-    char path[CK_PATH_MAX];
-    join_path(path, sizeof path, dir, name); /* fits: write_atomic checked it */
-    if (path_out && path_size) strf(path_out, path_size, "%s", path);
-
-    char line[80];
-    strf(line, sizeof line, "%s\n", name);
-    strf(tmp_name, sizeof tmp_name, ".latest.tmp.%ld", (long)getpid());
-    st = write_atomic(dir, "latest", tmp_name, body_text, line, false, err);
-    if (st != DT_OK) return st;
-
-    /* Retention. keep <= 0 keeps everything. The file just written is never
-     * removed, even when older-numbered (a run resumed from an older file
-     * writes below files of the abandoned continuation). */
-    if (keep <= 0) return DT_OK;
-    ck_entry *v;
-    size_t n;
-    int rc = list_ckpts(dir, &v, &n);
-    if (rc != 0)
-        return dt_fail(err, DT_EINTERNAL, "%s: cannot list for cleanup: %s", dir,
-                       rc == -2 ? "out of memory" : strerror(errno));
-    dt_status out = DT_OK;
-    for (size_t i = (size_t)keep; i < n; i++) {
-        if (strcmp(v[i].name, name) == 0) continue;
-        char old[CK_PATH_MAX];
-        if (!join_path(old, sizeof old, dir, v[i].name)) continue;
-        if (unlink(old) != 0 && errno != ENOENT && out == DT_OK)
-            out = dt_fail(err, DT_EINTERNAL, "%s: cannot remove old checkpoint: %s", old,
-                          strerror(errno));
+    if (path_out && path_size) {
+        DT_CHECK(strlen(path.s) < path_size);
+        memcpy(path_out, path.s, strlen(path.s) + 1);
     }
-    dt_free(v);
-    return out;
+    return remove_old(dir, keep, name, err);
 }
 
 /* ======================================================================
  * Reading
  * ====================================================================== */
 
+/* Read exactly n bytes at off; returns 0, or -1 with errno (0 on early EOF). */
+static int pread_full(int fd, unsigned char *p, size_t n, uint64_t off)
+{
+    while (n) {
+        ssize_t k = pread(fd, p, n, (off_t)off);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (k == 0) {
+            errno = 0;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+static dt_status fail_read(const char *path, dt_error *err)
+{
+    return dt_fail(err, DT_EDATA, "%s: cannot read: %s", path,
+                   errno ? strerror(errno) : "file shrank while being read");
+}
+
+/* Is the header (the first min(size, 88) bytes, in h) a sound v1 header for
+ * a file of exactly `size` bytes? Decodes it into *fh when it is. */
+static dt_status check_header(const char *path, uint64_t size, const unsigned char *h,
+                              dt_ckpt_header *fh, dt_error *err)
+{
+    const size_t have = size < CK_HEADER_SIZE ? (size_t)size : CK_HEADER_SIZE;
+    /* magic and version first, on what there is: a future format may have
+     * another header size, and a stranger's file should not be "truncated" */
+    if (memcmp(h, CK_MAGIC, have < 8 ? have : 8) != 0)
+        return dt_fail(err, DT_EDATA, "%s: not a dtrain checkpoint (bad magic)", path);
+    uint32_t version = have >= 12 ? get_u32(h + 8) : CK_VERSION;
+    if (version != CK_VERSION)
+        return dt_fail(err, DT_EDATA,
+                       "%s: format version %u is not supported (this dtrain reads %u)", path,
+                       version, CK_VERSION);
+    if (size < CK_HEADER_SIZE + CK_TRAILER_SIZE)
+        return dt_fail(err, DT_EDATA, "%s: truncated: %llu bytes, expected at least %d", path,
+                       (unsigned long long)size, CK_HEADER_SIZE + CK_TRAILER_SIZE);
+    uint32_t bom = get_u32(h + 12);
+    if (bom != CK_BOM)
+        return dt_fail(err, DT_EDATA,
+                       "%s: byte order mark reads 0x%08x, expected 0x%08x (%s)", path, bom, CK_BOM,
+                       bom == 0x04030201u ? "written in the wrong byte order"
+                                          : "file is damaged");
+    if (dt_crc32c(0, h, CK_HEADER_CRC_OFF) != get_u32(h + CK_HEADER_CRC_OFF))
+        return dt_fail(err, DT_EDATA, "%s: checksum mismatch (file is damaged) in the header",
+                       path);
+    decode_header(h, fh);
+    if (fh->slots > DT_CKPT_MAX_SLOTS)
+        return dt_fail(err, DT_EDATA, "%s: %u optimizer state arenas, at most %d supported",
+                       path, fh->slots, DT_CKPT_MAX_SLOTS);
+    /* Exact size before anything else is read: a lying header cannot make us
+     * read (or, anywhere up the stack, allocate) more than the file holds. */
+    uint64_t arenas = 1 + (uint64_t)fh->slots;
+    uint64_t max_params = (UINT64_MAX - CK_HEADER_SIZE - CK_TRAILER_SIZE) / 4 / arenas;
+    if (fh->n_params > max_params)
+        return dt_fail(err, DT_EDATA, "%s: truncated: %llu bytes, header claims %llu parameters",
+                       path, (unsigned long long)size, (unsigned long long)fh->n_params);
+    uint64_t expected = CK_HEADER_SIZE + 4 * fh->n_params * arenas + CK_TRAILER_SIZE;
+    if (size != expected)
+        return dt_fail(err, DT_EDATA, "%s: %s: %llu bytes, expected %llu", path,
+                       size < expected ? "truncated" : "trailing data",
+                       (unsigned long long)size, (unsigned long long)expected);
+    return DT_OK;
+}
+
+/* The file is intact; is it ours? */
+static dt_status check_identity(const char *path, const dt_ckpt_header *fh,
+                                const dt_ckpt_header *expect, dt_error *err)
+{
+    if (fh->layout_hash != expect->layout_hash)
+        return dt_fail(err, DT_EDATA,
+                       "%s: written for another model (layout hash %016llx, this model %016llx)",
+                       path, (unsigned long long)fh->layout_hash,
+                       (unsigned long long)expect->layout_hash);
+    if (fh->n_params != expect->n_params)
+        return dt_fail(err, DT_EDATA,
+                       "%s: written for another model (%llu parameters, this model has %llu)",
+                       path, (unsigned long long)fh->n_params,
+                       (unsigned long long)expect->n_params);
+    if (fh->optimizer != expect->optimizer || fh->slots != expect->slots)
+        return dt_fail(err, DT_EDATA,
+                       "%s: written for optimizer %u (%u state slots), this run uses optimizer "
+                       "%u (%u state slots)",
+                       path, fh->optimizer, fh->slots, expect->optimizer, expect->slots);
+    if (fh->config_hash != expect->config_hash)
+        return dt_fail(err, DT_EDATA,
+                       "%s: written with another configuration (config hash %016llx, this run "
+                       "%016llx)",
+                       path, (unsigned long long)fh->config_hash,
+                       (unsigned long long)expect->config_hash);
+    return DT_OK;
+}
+
 /* Stream the payload [CK_HEADER_SIZE, CK_HEADER_SIZE + payload) through
- * buf, continuing the raw CRC register *crc. With dst non-NULL (pass 2),
+ * buf, continuing the raw CRC register *crc. With params non-NULL (pass 2),
  * decode it into params then state[0..slots). */
 static int stream_payload(int fd, unsigned char *buf, uint64_t n_params, uint32_t slots,
                           float *params, float *const *state, uint32_t *crc)
@@ -648,7 +561,7 @@ static int stream_payload(int fd, unsigned char *buf, uint64_t n_params, uint32_
         while (left) {
             size_t k = left < CK_BUF_SIZE / 4 ? (size_t)left : CK_BUF_SIZE / 4;
             if (pread_full(fd, buf, 4 * k, off) != 0) return -1;
-            *crc = crc_hw_ok ? crc_hw_raw(*crc, buf, 4 * k) : crc_sw_raw(*crc, buf, 4 * k);
+            *crc = crc_raw(*crc, buf, 4 * k);
             if (dst) {
                 decode_floats(dst, buf, k);
                 dst += k;
@@ -668,96 +581,31 @@ static dt_status read_fd(int fd, unsigned char *buf, const char *path,
     if (fstat(fd, &st) != 0)
         return dt_fail(err, DT_EDATA, "%s: cannot stat: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode)) return dt_fail(err, DT_EDATA, "%s: not a regular file", path);
-    uint64_t size = (uint64_t)st.st_size;
+    const uint64_t size = (uint64_t)st.st_size;
 
     unsigned char h[CK_HEADER_SIZE];
-    size_t have = size < CK_HEADER_SIZE ? (size_t)size : CK_HEADER_SIZE;
-    if (pread_full(fd, h, have, 0) != 0)
-        return dt_fail(err, DT_EDATA, "%s: cannot read: %s", path,
-                       errno ? strerror(errno) : "file shrank while being read");
-    /* magic and version first, on what there is: a future format may have
-     * another header size, and a stranger's file should not be "truncated" */
-    if (memcmp(h, CK_MAGIC, have < 8 ? have : 8) != 0)
-        return dt_fail(err, DT_EDATA, "%s: not a dtrain checkpoint (bad magic)", path);
-    uint32_t version = have >= 12 ? get_u32(h + 8) : CK_VERSION;
-    if (version != CK_VERSION)
-        return dt_fail(err, DT_EDATA,
-                       "%s: format version %u is not supported (this dtrain reads %u)", path,
-                       version, CK_VERSION);
-    if (size < CK_HEADER_SIZE + CK_TRAILER_SIZE)
-        return dt_fail(err, DT_EDATA, "%s: truncated: %llu bytes, expected at least %d", path,
-                       (unsigned long long)size, CK_HEADER_SIZE + CK_TRAILER_SIZE);
-    uint32_t bom = get_u32(h + 12);
-    if (bom != CK_BOM)
-        return dt_fail(err, DT_EDATA,
-                       "%s: byte order mark reads 0x%08x, expected 0x%08x (%s)", path, bom, CK_BOM,
-                       bom == 0x04030201u ? "written in the wrong byte order"
-                                          : "file is damaged");
-    uint32_t hcrc = dt_crc32c(0, h, CK_HEADER_CRC_OFF);
-    if (hcrc != get_u32(h + CK_HEADER_CRC_OFF))
-        return dt_fail(err, DT_EDATA, "%s: checksum mismatch (file is damaged) in the header",
-                       path);
-
     dt_ckpt_header fh;
-    decode_header(h, &fh);
-    if (fh.slots > DT_CKPT_MAX_SLOTS)
-        return dt_fail(err, DT_EDATA, "%s: %u optimizer state arenas, at most %d supported",
-                       path, fh.slots, DT_CKPT_MAX_SLOTS);
-    /* Exact size before anything else is read: a lying header cannot make us
-     * read (or, anywhere up the stack, allocate) more than the file holds. */
-    uint64_t arenas = 1 + (uint64_t)fh.slots;
-    uint64_t max_params = (UINT64_MAX - CK_HEADER_SIZE - CK_TRAILER_SIZE) / 4 / arenas;
-    if (fh.n_params > max_params)
-        return dt_fail(err, DT_EDATA, "%s: truncated: %llu bytes, header claims %llu parameters",
-                       path, (unsigned long long)size, (unsigned long long)fh.n_params);
-    uint64_t expected = CK_HEADER_SIZE + 4 * fh.n_params * arenas + CK_TRAILER_SIZE;
-    if (size < expected)
-        return dt_fail(err, DT_EDATA, "%s: truncated: %llu bytes, expected %llu", path,
-                       (unsigned long long)size, (unsigned long long)expected);
-    if (size > expected)
-        return dt_fail(err, DT_EDATA, "%s: trailing data: %llu bytes, expected %llu", path,
-                       (unsigned long long)size, (unsigned long long)expected);
+    if (pread_full(fd, h, size < CK_HEADER_SIZE ? (size_t)size : CK_HEADER_SIZE, 0) != 0)
+        return fail_read(path, err);
+    dt_status s = check_header(path, size, h, &fh, err);
+    if (s != DT_OK) return s;
 
     /* Pass 1: the whole-file CRC, into the scratch buffer only. */
-    uint32_t crc_hdr = crc_hw_ok ? crc_hw_raw(~0u, h, CK_HEADER_SIZE)
-                                 : crc_sw_raw(~0u, h, CK_HEADER_SIZE);
+    const uint32_t crc_hdr = crc_raw(~0u, h, CK_HEADER_SIZE);
     uint32_t crc = crc_hdr;
-    unsigned char t[4];
+    unsigned char t[CK_TRAILER_SIZE];
     if (stream_payload(fd, buf, fh.n_params, fh.slots, NULL, NULL, &crc) != 0 ||
-        pread_full(fd, t, 4, size - 4) != 0)
-        return dt_fail(err, DT_EDATA, "%s: cannot read: %s", path,
-                       errno ? strerror(errno) : "file shrank while being read");
+        pread_full(fd, t, CK_TRAILER_SIZE, size - CK_TRAILER_SIZE) != 0)
+        return fail_read(path, err);
     if (~crc != get_u32(t))
         return dt_fail(err, DT_EDATA, "%s: checksum mismatch (file is damaged)", path);
-
-    /* The file is intact; is it ours? */
-    if (fh.layout_hash != expect->layout_hash)
-        return dt_fail(err, DT_EDATA,
-                       "%s: written for another model (layout hash %016llx, this model %016llx)",
-                       path, (unsigned long long)fh.layout_hash,
-                       (unsigned long long)expect->layout_hash);
-    if (fh.n_params != expect->n_params)
-        return dt_fail(err, DT_EDATA,
-                       "%s: written for another model (%llu parameters, this model has %llu)",
-                       path, (unsigned long long)fh.n_params, (unsigned long long)expect->n_params);
-    if (fh.optimizer != expect->optimizer || fh.slots != expect->slots)
-        return dt_fail(err, DT_EDATA,
-                       "%s: written for optimizer %u (%u state slots), this run uses optimizer "
-                       "%u (%u state slots)",
-                       path, fh.optimizer, fh.slots, expect->optimizer, expect->slots);
-    if (fh.config_hash != expect->config_hash)
-        return dt_fail(err, DT_EDATA,
-                       "%s: written with another configuration (config hash %016llx, this run "
-                       "%016llx)",
-                       path, (unsigned long long)fh.config_hash,
-                       (unsigned long long)expect->config_hash);
+    if ((s = check_identity(path, &fh, expect, err)) != DT_OK) return s;
 
     /* Pass 2: decode into the caller's arrays, re-checking the CRC so that a
      * file replaced between the passes cannot slip through. */
     crc = crc_hdr;
     if (stream_payload(fd, buf, fh.n_params, fh.slots, params, state, &crc) != 0)
-        return dt_fail(err, DT_EDATA, "%s: cannot read: %s", path,
-                       errno ? strerror(errno) : "file shrank while being read");
+        return fail_read(path, err);
     if (~crc != get_u32(t))
         return dt_fail(err, DT_EDATA, "%s: file changed while being read", path);
     if (got) *got = fh;
@@ -778,7 +626,7 @@ dt_status dt_ckpt_read(const char *path, const dt_ckpt_header *expect, float *pa
     dt_status st = buf ? read_fd(fd, buf, path, expect, params, state, got, err)
                        : dt_fail(err, DT_EINTERNAL, "%s: out of memory", path);
     dt_free(buf);
-    close(fd);
+    close(fd); /* read-only: nothing to lose */
     return st;
 }
 
@@ -799,73 +647,78 @@ static void warnf(dt_ckpt_warn_fn warn, void *ctx, const char *fmt, ...)
 }
 
 /* dir/latest -> the file name it holds. 1 found, 0 missing, -1 unusable
- * (reason in why). */
-static int read_latest(const char *dir, char *name, size_t name_size, char *why, size_t why_size)
+ * (the reason in *why). */
+static int read_latest(const char *dir, char name[CK_NAME_MAX], dt_error *why)
 {
-    char path[CK_PATH_MAX];
-    if (!join_path(path, sizeof path, dir, "latest")) {
-        strf(why, why_size, "%s/latest: path too long", dir);
-        return -1;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    dt_path path;
+    if (dt_path_join(&path, dir, "latest", why) != DT_OK) return -1;
+    int fd = open(path.s, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        int e = errno;
-        strf(why, why_size, "%s: cannot open: %s", path, strerror(e));
-        return e == ENOENT ? 0 : -1;
+        int en = errno;
+        dt_fail(why, DT_EDATA, "%s: cannot open: %s", path.s, strerror(en));
+        return en == ENOENT ? 0 : -1;
     }
-    char buf[300];
+    char buf[CK_NAME_MAX + 44]; /* room for a newline and a little junk */
     size_t n = 0;
     for (;;) {
         ssize_t k = read(fd, buf + n, sizeof buf - 1 - n);
         if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            if (k < 0) {
-                strf(why, why_size, "%s: cannot read: %s", path, strerror(errno));
-                close(fd);
-                return -1;
-            }
-            break;
+        if (k < 0) {
+            dt_fail(why, DT_EDATA, "%s: cannot read: %s", path.s, strerror(errno));
+            close(fd);
+            return -1;
         }
         n += (size_t)k;
-        if (n == sizeof buf - 1) break;
+        if (k == 0 || n == sizeof buf - 1) break;
     }
-    close(fd);
+    close(fd); /* read-only: nothing to lose */
     buf[n] = '\0';
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = '\0';
     int64_t step;
-    if (!parse_ckpt_name(buf, &step) || n >= name_size) {
-        strf(why, why_size, "%s: does not name a checkpoint file (ckpt-<step>.dtck)", path);
+    if (!parse_ckpt_name(buf, &step) || n >= CK_NAME_MAX) {
+        dt_fail(why, DT_EDATA, "%s: does not name a checkpoint file (ckpt-<step>.dtck)", path.s);
         return -1;
     }
     memcpy(name, buf, n + 1);
     return 1;
 }
 
-/* One candidate of resume("latest"): DT_OK, DT_EDATA with the reason in *e
- * (try the next file), or any other status, copied to err (give up). */
-static dt_status try_candidate(const char *path, const dt_ckpt_header *expect, float *params,
-                               float *const *state, dt_ckpt_header *got, dt_error *e,
+typedef struct {
+    const dt_ckpt_header *expect;
+    float *params;
+    float *const *state;
+    dt_ckpt_header *got;
+    dt_ckpt_warn_fn warn;
+    void *ctx;
+    dt_error first; /* the newest failure: the one the user wants to hear */
+    bool failed;
+} ck_search;
+
+/* One candidate dir/name: DT_OK; DT_EDATA when damaged or not ours (warned,
+ * try the next file); any other status is final (in err). */
+static dt_status try_candidate(ck_search *s, const char *dir, const char *name, dt_path *path,
                                dt_error *err)
 {
-    memset(e, 0, sizeof *e);
-    dt_status st = dt_ckpt_read(path, expect, params, state, got, e);
-    if (st != DT_OK && st != DT_EDATA && err) *err = *e;
-    return st;
-}
-
-dt_status dt_ckpt_resume(const char *what, const char *dir, const dt_ckpt_header *expect,
-                         float *params, float *const *state, dt_ckpt_header *got,
-                         char *path_out, size_t path_size, dt_ckpt_warn_fn warn, void *ctx,
-                         dt_error *err)
-{
-    DT_CHECK(what && expect);
-    if (strcmp(what, "latest") != 0) {
-        dt_status st = dt_ckpt_read(what, expect, params, state, got, err);
-        if (st == DT_OK && path_out && path_size) strf(path_out, path_size, "%s", what);
+    dt_error e = {0};
+    dt_status st;
+    if (dt_path_join(path, dir, name, &e) != DT_OK)
+        st = e.code = DT_EDATA; /* dir/name too long: unusable, like a damaged file */
+    else
+        st = dt_ckpt_read(path->s, s->expect, s->params, s->state, s->got, &e);
+    if (st == DT_OK) return DT_OK;
+    if (st != DT_EDATA) {
+        if (err) *err = e;
         return st;
     }
-    DT_CHECK(dir);
+    if (!s->failed) s->first = e;
+    s->failed = true;
+    warnf(s->warn, s->ctx, "%s (skipped)", e.msg);
+    return DT_EDATA;
+}
 
+/* resume("latest"): the `latest` pointer first, then every file newest first. */
+static dt_status resume_newest(ck_search *s, const char *dir, dt_path *path, dt_error *err)
+{
     ck_entry *v;
     size_t n;
     int rc = list_ckpts(dir, &v, &n);
@@ -874,47 +727,42 @@ dt_status dt_ckpt_resume(const char *what, const char *dir, const dt_ckpt_header
         return dt_fail(err, DT_EDATA, "no usable checkpoint in %s: cannot open directory: %s", dir,
                        strerror(errno));
 
-    dt_error e1 = {0}; /* the newest failure: the one the user wants to hear */
-    bool failed = false;
-    char path[CK_PATH_MAX];
-    char tried[256] = "";
+    char tried[CK_NAME_MAX] = "";
+    dt_error why = {0};
+    const int lr = read_latest(dir, tried, &why);
     dt_status st = DT_EDATA;
-
-    char why[DT_ERRMSG_MAX];
-    int lr = read_latest(dir, tried, sizeof tried, why, sizeof why);
-    if (lr == 1) {
-        if (!join_path(path, sizeof path, dir, tried)) {
-            dt_fail(&e1, DT_EDATA, "%s/%s: path too long", dir, tried);
-        } else {
-            dt_error e;
-            st = try_candidate(path, expect, params, state, got, &e, err);
-            if (st != DT_EDATA) goto done;
-            e1 = e;
-        }
-        failed = true;
-        warnf(warn, ctx, "%s (skipped)", e1.msg);
-    } else if (n > 0) {
-        /* latest missing or unusable: not a reason to give up, but worth a line */
-        warnf(warn, ctx, "%s; trying the checkpoints in %s newest first", why, dir);
-    }
-
-    for (size_t i = 0; i < n; i++) {
-        if (lr == 1 && strcmp(v[i].name, tried) == 0) continue;
-        if (!join_path(path, sizeof path, dir, v[i].name)) continue;
-        dt_error e;
-        st = try_candidate(path, expect, params, state, got, &e, err);
-        if (st != DT_EDATA) goto done;
-        if (!failed) e1 = e;
-        failed = true;
-        warnf(warn, ctx, "%s (skipped)", e.msg);
-    }
-    st = DT_EDATA;
-    if (failed)
-        dt_fail(err, DT_EDATA, "no usable checkpoint in %s: %s", dir, e1.msg);
-    else
-        dt_fail(err, DT_EDATA, "no usable checkpoint in %s: no ckpt-*.dtck files", dir);
-done:
-    if (st == DT_OK && path_out && path_size) strf(path_out, path_size, "%s", path);
+    if (lr == 1)
+        st = try_candidate(s, dir, tried, path, err);
+    else if (n > 0) /* latest missing or unusable: not a reason to give up, but worth a line */
+        warnf(s->warn, s->ctx, "%s; trying the checkpoints in %s newest first", why.msg, dir);
+    for (size_t i = 0; i < n && st == DT_EDATA; i++)
+        if (lr != 1 || strcmp(v[i].name, tried) != 0) st = try_candidate(s, dir, v[i].name, path, err);
     dt_free(v);
+    if (st != DT_EDATA) return st;
+    if (s->failed) return dt_fail(err, DT_EDATA, "no usable checkpoint in %s: %s", dir, s->first.msg);
+    return dt_fail(err, DT_EDATA, "no usable checkpoint in %s: no ckpt-*.dtck files", dir);
+}
+
+dt_status dt_ckpt_resume(const char *what, const char *dir, const dt_ckpt_header *expect,
+                         float *params, float *const *state, dt_ckpt_header *got,
+                         char *path_out, size_t path_size, dt_ckpt_warn_fn warn, void *ctx,
+                         dt_error *err)
+{
+    DT_CHECK(what && expect);
+    dt_path path;
+    dt_status st;
+    if (strcmp(what, "latest") != 0) {
+        st = dt_path_set(&path, what, err);
+        if (st == DT_OK) st = dt_ckpt_read(what, expect, params, state, got, err);
+    } else {
+        DT_CHECK(dir);
+        ck_search s = {.expect = expect, .params = params, .state = state, .got = got,
+                       .warn = warn, .ctx = ctx};
+        st = resume_newest(&s, dir, &path, err);
+    }
+    if (st == DT_OK && path_out && path_size) {
+        DT_CHECK(strlen(path.s) < path_size);
+        memcpy(path_out, path.s, strlen(path.s) + 1);
+    }
     return st;
 }

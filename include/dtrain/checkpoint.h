@@ -1,24 +1,49 @@
 /* checkpoint.h - the on-disk checkpoint: format, atomic write, verification.
  *
- * One file per checkpoint, written by rank 0 (the state is replicated):
+ * One file per checkpoint, DIR/ckpt-<step>.dtck (step zero-padded to 12
+ * digits), written by rank 0 (the state is replicated). This comment is the
+ * format's one description; checkpoint.c implements it.
  *
- *   header   magic "DTRAINCK", format version, byte-order mark, the model
- *            layout hash and parameter count, the optimizer and its number of
- *            state arenas, the hash of the resolved config minus the keys a
- *            resume may change, the training position (updates consumed,
- *            updates applied, skipped updates), the seed, the world size it
- *            was written at (information only)
- *   payload  the parameter arena, then each optimizer state arena
- *   trailer  CRC32C (Castagnoli) of every byte before it
+ * Format version 1. Every integer little-endian, every float its IEEE-754
+ * binary32 bits little-endian, whatever the host:
  *
- * All integers little-endian, floats IEEE-754 binary32 little-endian.
- * Writing is atomic and durable: a temporary file in the same folder is
- * written, flushed and fsync'ed, renamed to ckpt-<step>.dtck, the folder is
- * fsync'ed, and the `latest` pointer file (holding the file name) is
+ *   offset  size  field
+ *        0     8  magic "DTRAINCK"
+ *        8     4  format version, 1
+ *       12     4  byte-order mark 0x01020304 (bytes 04 03 02 01)
+ *       16     8  layout_hash    \
+ *       24     8  config_hash     |
+ *       32     8  n_params        |
+ *       40     4  optimizer       |
+ *       44     4  slots           |  the dt_ckpt_header fields below,
+ *       48     8  step            |  in this order
+ *       56     8  opt_t           |
+ *       64     8  skipped         |
+ *       72     8  seed            |
+ *       80     4  world_size     /
+ *       84     4  header CRC: CRC32C of bytes 0..83
+ *       88        payload: params[n_params], then state[s][n_params] for
+ *                 s = 0 .. slots-1 (4 bytes per float)
+ *    end-4     4  trailer CRC: CRC32C of every byte before it (88 + payload)
+ *
+ * The file size is therefore exactly 88 + 4 * n_params * (1 + slots) + 4.
+ * CRC32C is Castagnoli (reflected polynomial 0x82F63B78, initial value and
+ * final xor 0xFFFFFFFF; "123456789" -> 0xE3069283).
+ * Why a header CRC besides the trailer: the reader must trust n_params and
+ * slots to know the file's size before it reads the payload; with the
+ * header checked on its own, a flipped bit there is reported as damage, not
+ * as a misleading "truncated", and a header that passes its CRC but claims
+ * an absurd size (a crafted file) is still refused by the exact-size check
+ * before any payload byte is read.
+ *
+ * Writing is atomic and durable (dt_fs_atomic, fs.h): a temporary file in
+ * the same folder, fsync'ed, renamed to ckpt-<step>.dtck, the folder
+ * fsync'ed; then the `latest` pointer file (the file name and a newline) is
  * replaced the same way; then all but the newest `keep` checkpoints are
- * removed. A crash at any moment leaves the previous checkpoint usable.
- * Reading verifies everything (size, magic, version, byte order, CRC,
- * layout, config) before any byte of it is used. */
+ * removed. A failure or a crash at any moment leaves the previous checkpoint
+ * and `latest` usable, and no temporary file behind after a failure.
+ * Reading verifies everything (size, magic, version, byte order, both CRCs,
+ * layout, config) before any byte of it reaches the caller's arrays. */
 #ifndef DTRAIN_CHECKPOINT_H
 #define DTRAIN_CHECKPOINT_H
 

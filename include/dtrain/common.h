@@ -26,6 +26,11 @@ typedef enum {
 
 #define DT_ERRMSG_MAX 1024
 
+/* The one limit on a file or folder path, in bytes with the terminating NUL
+ * (the config's path fields, every joined path: dt_path in fs.h). A path
+ * that does not fit is an error naming it, never silently cut. */
+#define DT_PATH_MAX 1024
+
 typedef struct {
     dt_status code;
     char msg[DT_ERRMSG_MAX]; /* one line, no trailing newline */

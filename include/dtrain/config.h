@@ -21,7 +21,6 @@
 #include "dtrain/optim.h"
 #include "dtrain/sched.h"
 
-#define DT_PATH_MAX 1024
 #define DT_NAME_MAX 128
 
 /* A duration that the config may give in updates or in epochs. Epochs are

@@ -2,10 +2,17 @@
  *
  * The progress line on stdout (a bar redrawn in place on a terminal, plain
  * lines otherwise, e.g. in Slurm logs), out_dir/metrics.jsonl (one JSON
- * object per logged update and per evaluation, flushed as written so a
- * killed job keeps its curve) and out_dir/summary.json (written to a
- * temporary file and renamed, so it is either complete or absent).
- * Field names are the contract of CONFIG.md "Outputs". */
+ * object per logged update and per evaluation, each written whole with one
+ * write(2) as it happens, so a killed job keeps its curve) and
+ * out_dir/summary.json (the atomic durable write of fs.h: complete or
+ * absent). Field names are the contract of CONFIG.md "Outputs".
+ *
+ * No silent failure: the first metrics.jsonl write that fails (disk full,
+ * I/O error) is kept as the module's verdict, DT_EINTERNAL with one line
+ * "OUT_DIR/metrics.jsonl: cannot write: <strerror>"; the file is cut back to
+ * its last complete record and later records are dropped. The record
+ * functions return that verdict, dt_metrics_status reports it at any time,
+ * and dt_metrics_write_summary returns it instead of writing a summary. */
 #ifndef DTRAIN_METRICS_H
 #define DTRAIN_METRICS_H
 
@@ -56,12 +63,16 @@ typedef struct dt_metrics dt_metrics;
  * redrawn in place as a bar when `bar`, else one line per record. */
 dt_status dt_metrics_open(dt_metrics **out, const char *out_dir, bool append, FILE *progress,
                           bool bar, dt_error *err);
-void dt_metrics_train(dt_metrics *m, const dt_train_record *r);
-void dt_metrics_eval(dt_metrics *m, const dt_eval_record *r);
+dt_status dt_metrics_train(dt_metrics *m, const dt_train_record *r);
+dt_status dt_metrics_eval(dt_metrics *m, const dt_eval_record *r);
 /* A non-finite gradient skipped under nonfinite: skip. */
-void dt_metrics_skip(dt_metrics *m, long step, int epoch, long skipped_total);
+dt_status dt_metrics_skip(dt_metrics *m, long step, int epoch, long skipped_total);
+/* DT_OK, or the first failed metrics.jsonl write (copied into err). */
+dt_status dt_metrics_status(const dt_metrics *m, dt_error *err);
 /* A free-form line on the progress stream (start-up facts). */
 void dt_metrics_note(dt_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The end of the run: metrics.jsonl fsync'ed and closed (checked), then
+ * summary.json written atomically. Returns the first failure of either. */
 dt_status dt_metrics_write_summary(dt_metrics *m, const dt_summary *s, dt_error *err);
 void dt_metrics_close(dt_metrics *m);
 
@@ -81,8 +92,5 @@ typedef struct {
 void dt_metrics_startup(dt_metrics *m, const dt_run_facts *f);
 /* The closing line, after the summary was written. */
 void dt_metrics_finish(dt_metrics *m, const dt_summary *s);
-
-/* JSON helpers also used elsewhere: a number (null when not finite). */
-void dt_json_number(FILE *f, double v);
 
 #endif

@@ -102,6 +102,9 @@ dt_status train_save_checkpoint(trainer *tr, long step, long skipped, dt_error *
         st = dt_ckpt_write(tr->cfg.checkpoint.dir, tr->cfg.checkpoint.keep, &h,
                            dt_model_params(tr->model), state, path, sizeof path, err);
         if (st == DT_OK && tr->metrics) dt_metrics_note(tr->metrics, "checkpoint: %s", path);
+        /* a metrics.jsonl that could not be written ends the run here, at
+         * the latest (and before a signal's stop hides it) */
+        if (st == DT_OK && tr->metrics) st = dt_metrics_status(tr->metrics, err);
         tr->ckpt_allocs += dt_alloc_count() - allocs0;
     }
     return dt_comm_agree(tr->comm, st, err);

@@ -9,11 +9,12 @@
  * rank waiting in a collective. All buffers exist before the loop; the loop
  * allocates nothing, and the run reports that it did not
  * (train_loop_allocations). */
-#include <errno.h>
+#define _GNU_SOURCE /* open_memstream */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "dtrain/fs.h"
 #include "dtrain/runtime.h"
 #include "dtrain/train.h"
 #include "trainer.h"
@@ -59,44 +60,30 @@ static void print_plan(const trainer *tr)
            c->run.out_dir);
 }
 
-static dt_status make_out_dir(const char *path, dt_error *err)
-{
-    char buf[DT_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char saved = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return dt_fail(err, DT_EINTERNAL, "cannot create run.out_dir %s: %s", buf,
-                               strerror(errno));
-            *p = saved;
-            if (!saved) break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return dt_fail(err, DT_EINTERNAL, "run.out_dir %s is not a directory", path);
-    return DT_OK;
-}
-
+/* out_dir/config.resolved.yaml, atomically: complete or absent. */
 static dt_status write_resolved_config(const dt_config *c, dt_error *err)
 {
-    char path[DT_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/config.resolved.yaml", c->run.out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return dt_fail(err, DT_EINTERNAL, "cannot write %s: %s", path, strerror(errno));
+    dt_path path;
+    dt_status st = dt_path_join(&path, c->run.out_dir, "config.resolved.yaml", err);
+    if (st != DT_OK) return st;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return dt_fail(err, DT_EINTERNAL, "%s: out of memory", path.s);
     dt_config_write_yaml(c, f);
-    if (fclose(f) != 0)
-        return dt_fail(err, DT_EINTERNAL, "cannot write %s: %s", path, strerror(errno));
-    return DT_OK;
+    bool ok = !ferror(f);
+    if (fclose(f) != 0) ok = false; /* a memory stream: fails only out of memory */
+    st = ok ? dt_fs_write_atomic(path.s, text, len, err)
+            : dt_fail(err, DT_EINTERNAL, "%s: out of memory", path.s);
+    free(text); /* open_memstream's, not a dt_ allocation */
+    return st;
 }
 
 /* Rank 0's output folder and files, after everything was validated. */
 static dt_status open_outputs(trainer *tr, bool resumed, dt_error *err)
 {
     if (tr->comm->rank != 0) return DT_OK;
-    dt_status st = make_out_dir(tr->cfg.run.out_dir, err);
+    dt_status st = dt_fs_mkdir_p(tr->cfg.run.out_dir, "run.out_dir", err);
     if (st == DT_OK) st = write_resolved_config(&tr->cfg, err);
     if (st == DT_OK)
         st = dt_metrics_open(&tr->metrics, tr->cfg.run.out_dir, resumed, stdout,

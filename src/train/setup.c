@@ -9,27 +9,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dtrain/fs.h"
 #include "trainer.h"
 
-/* dir/name, or dir/name.gz when only that exists. */
-#define DATA_PATH_MAX (2 * DT_PATH_MAX + 8)
-static void data_path(const char *dir, const char *name, char *out, size_t size)
+/* dir/name, or dir/name.gz when only that exists. A path that does not
+ * fit is an error, never a silently shortened name. */
+static dt_status data_path(const char *dir, const char *name, dt_path *out, dt_error *err)
 {
-    snprintf(out, size, "%s/%s", dir, name);
-    if (access(out, F_OK) == 0) return;
-    char gz[DATA_PATH_MAX + 8];
-    snprintf(gz, sizeof gz, "%s.gz", out);
-    size_t len = strlen(gz);
-    if (len < size && access(gz, F_OK) == 0) memcpy(out, gz, len + 1);
+    dt_status st = dt_path_join(out, dir, name, err);
+    if (st || access(out->s, F_OK) == 0) return st;
+    dt_path gz;
+    char gz_name[DT_PATH_MAX];
+    int len = snprintf(gz_name, sizeof gz_name, "%s.gz", name);
+    if (len > 0 && (size_t)len < sizeof gz_name && dt_path_join(&gz, dir, gz_name, NULL) == DT_OK &&
+        access(gz.s, F_OK) == 0)
+        *out = gz;
+    return DT_OK;
 }
 
 static dt_status load_pair(const char *dir, const char *images, const char *labels, long limit,
-                           int n_classes, dt_dataset *ds, char *img_path, dt_error *err)
+                           int n_classes, dt_dataset *ds, dt_path *img, dt_error *err)
 {
-    char lbl[DATA_PATH_MAX];
-    data_path(dir, images, img_path, DATA_PATH_MAX);
-    data_path(dir, labels, lbl, sizeof lbl);
-    return dt_idx_load(img_path, lbl, limit, n_classes, ds, err);
+    dt_path lbl;
+    dt_error why = {0};
+    if (data_path(dir, images, img, &why) || data_path(dir, labels, &lbl, &why))
+        return dt_fail(err, DT_EDATA, "data: %s", why.msg); /* a data file, not a dtrain fault */
+    return dt_idx_load(img->s, lbl.s, limit, n_classes, ds, err);
 }
 
 dt_status train_load_data(trainer *tr, int n_classes, dt_error *err)
@@ -41,20 +46,20 @@ dt_status train_load_data(trainer *tr, int n_classes, dt_error *err)
         return dt_fail(err, DT_EDATA, "data.dir %s: %s", c->data.dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return dt_fail(err, DT_EDATA, "data.dir %s: not a directory", c->data.dir);
-    char img[DATA_PATH_MAX];
+    dt_path img;
     dt_status status = load_pair(c->data.dir, c->data.train_images, c->data.train_labels,
-                                 c->data.train_limit, n_classes, &d->train, img, err);
+                                 c->data.train_limit, n_classes, &d->train, &img, err);
     if (status) return status;
     status = load_pair(c->data.dir, c->data.test_images, c->data.test_labels,
-                       c->data.test_limit, n_classes, &d->test, img, err);
+                       c->data.test_limit, n_classes, &d->test, &img, err);
     if (status) return status;
 
     const int *in = c->model.input;
     if (d->train.sample_size != (long)in[0] * in[1] * in[2] ||
         d->test.sample_size != d->train.sample_size)
         return dt_fail(err, DT_EDATA, "%s: samples are %dx%dx%d but model.input is [%d, %d, %d]",
-                       img, d->test.c, d->test.h, d->test.w, in[0], in[1], in[2]);
-    if (d->test.n == 0) return dt_fail(err, DT_EDATA, "%s: the test set is empty", img);
+                       img.s, d->test.c, d->test.h, d->test.w, in[0], in[1], in[2]);
+    if (d->test.n == 0) return dt_fail(err, DT_EDATA, "%s: the test set is empty", img.s);
     d->mean = 0;
     d->std = 1;
     if (c->data.normalize) {

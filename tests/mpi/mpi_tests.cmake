@@ -52,3 +52,13 @@ foreach(cfg ${DT_OPTIM_CONFIGS})
               --set comm.update=sharded)
   set_property(TEST mpi_same_updates_sharded_${name} APPEND PROPERTY ENVIRONMENT RTOL=1e-4)
 endforeach()
+
+# Storage faults (disk full during a checkpoint, metrics.jsonl or
+# summary.json; an out_dir that cannot be created or written): injected by
+# the preload library tools/fault_inject.c everywhere, and a real full tmpfs
+# where mount is permitted (SKIP otherwise).
+dt_mpi_test(storage_faults storage_faults.sh inject)
+dt_mpi_test(storage_faults_tmpfs storage_faults.sh tmpfs)
+set_property(TEST mpi_storage_faults mpi_storage_faults_tmpfs APPEND PROPERTY ENVIRONMENT
+             "DT_FAULT_LIB=$<TARGET_FILE:dt_fault_inject>")
+set_tests_properties(mpi_storage_faults_tmpfs PROPERTIES SKIP_RETURN_CODE 77)

@@ -1,7 +1,9 @@
 /* test_checkpoint.c - Check suite for checkpoint.c: CRC32C (both paths), the
  * v1 byte layout, round trips, retention, every verification failure (with
  * the caller's arrays left untouched), resume fallback, and write failures
- * that must leave the previous checkpoint and `latest` as they were.
+ * (a file size limit; disk full, quota, I/O and permission errors injected
+ * by tests/tools/fault_inject.c) that must leave the previous checkpoint
+ * and `latest` as they were.
  *
  * Every test works in its own mkdtemp folder, removed by the fixture. Tests
  * that damage a file know the documented layout: header 88 bytes with its
@@ -909,6 +911,106 @@ START_TEST(test_write_rejects_bad_arguments)
 }
 END_TEST
 
+/* ---- storage faults, injected (tests/tools/fault_inject.c) ---------------- */
+
+/* Arm the injection for files under ckdir whose name contains `name`. */
+static void arm_fault(const char *op, const char *errname, const char *after, const char *name)
+{
+    setenv("DT_FAULT_PATH", ckdir, 1);
+    setenv("DT_FAULT_OP", op, 1);
+    setenv("DT_FAULT_ERRNO", errname, 1);
+    setenv("DT_FAULT_AFTER", after, 1);
+    setenv("DT_FAULT_NAME", name, 1);
+}
+
+static void disarm_fault(void)
+{
+    unsetenv("DT_FAULT_PATH");
+    unsetenv("DT_FAULT_OP");
+    unsetenv("DT_FAULT_ERRNO");
+    unsetenv("DT_FAULT_AFTER");
+    unsetenv("DT_FAULT_NAME");
+}
+
+/* Step 1 is written; then step 2 meets the fault `i`. Whatever the fault,
+ * the write fails with one message naming the file and the cause, no
+ * temporary file is left, `latest` still names step 1, and a resume from
+ * `latest` loads step 1. */
+static const struct {
+    const char *op, *err, *after, *name, *cause;
+} ckpt_faults[] = {
+    {"write", "ENOSPC", "0", "ckpt-", "No space left on device"},      /* full at once */
+    {"write", "ENOSPC", "70000", "ckpt-", "No space left on device"},  /* full mid-payload */
+    {"write", "EDQUOT", "3000", "ckpt-", "quota exceeded"},            /* quota */
+    {"fsync", "EIO", "0", "ckpt-", "Input/output error"},              /* fsync */
+    {"open", "EACCES", "0", "ckpt-", "Permission denied"},             /* unwritable */
+    {"rename", "EIO", "0", "ckpt-", "cannot rename"},                  /* rename */
+    {"write", "ENOSPC", "0", "latest", "No space left on device"},     /* the pointer */
+    {"fsync", "EIO", "0", "latest", "Input/output error"},
+};
+
+START_TEST(test_storage_fault_keeps_latest)
+{
+    char p1[1024], latest[1024], text[256];
+    write_ckpt(ckdir, 3, 2, 1, p1);
+    snprintf(latest, sizeof latest, "%s/latest", ckdir);
+
+    dt_ckpt_header h = make_header(NP * 40, 2, 2); /* 480 KB: several buffers */
+    float *p = arena(NP * 40, 7), *s0 = arena(NP * 40, 8), *s1 = arena(NP * 40, 9);
+    const float *st[2] = {s0, s1};
+    dt_error err = {0};
+    arm_fault(ckpt_faults[_i].op, ckpt_faults[_i].err, ckpt_faults[_i].after,
+              ckpt_faults[_i].name);
+    dt_status rc = dt_ckpt_write(ckdir, 3, &h, p, st, NULL, 0, &err);
+    disarm_fault();
+    free(p);
+    free(s0);
+    free(s1);
+
+    ck_assert_int_eq(rc, DT_EINTERNAL);
+    ck_assert_msg(strstr(err.msg, ckpt_faults[_i].cause) && strstr(err.msg, ckdir) &&
+                      strstr(err.msg, ckpt_faults[_i].name),
+                  "fault %d: got: %s", _i, err.msg);
+    ck_assert_msg(!strchr(err.msg, '\n'), "one line: %s", err.msg);
+    ck_assert_int_eq(count_entries(ckdir, ".tmp"), 0);
+    read_text(latest, text, sizeof text);
+    ck_assert_str_eq(text, "ckpt-000000000001.dtck\n");
+
+    /* what --resume latest does: the previous checkpoint, intact */
+    dt_ckpt_header e = make_header(NP, 2, 0);
+    sink k;
+    sink_init(&k, NP);
+    warns w = {0};
+    char used[1024];
+    ck_assert_int_eq(resume_latest(&e, &k, used, &w, &err), DT_OK);
+    ck_assert_str_eq(used, p1);
+    ck_assert_int_eq(k.got.step, 1);
+    ck_assert_int_eq(w.calls, 0);
+    float *want = arena(NP, 1);
+    ck_assert(memcmp(k.p, want, NP * 4) == 0);
+    free(want);
+    sink_free(&k);
+}
+END_TEST
+
+/* A disk that is full already: the checkpoint folder cannot even be made. */
+START_TEST(test_storage_fault_checkpoint_dir)
+{
+    dt_ckpt_header h = make_header(NP, 0, 1);
+    float *p = arena(NP, 1);
+    dt_error err = {0};
+    arm_fault("mkdir", "ENOSPC", "0", "");
+    dt_status rc = dt_ckpt_write(ckdir, 2, &h, p, NULL, NULL, 0, &err);
+    disarm_fault();
+    free(p);
+    ck_assert_int_eq(rc, DT_EINTERNAL);
+    ck_assert_msg(strstr(err.msg, "cannot create checkpoint.dir") && strstr(err.msg, ckdir) &&
+                      strstr(err.msg, strerror(ENOSPC)),
+                  "got: %s", err.msg);
+    ck_assert_int_eq(access(ckdir, F_OK), -1);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -937,6 +1039,8 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_write_into_unwritable_dir);
     tcase_add_test(tc, test_write_failure_keeps_previous);
     tcase_add_test(tc, test_write_rejects_bad_arguments);
+    tcase_add_loop_test(tc, test_storage_fault_keeps_latest, 0, (int)DT_ARRAY_LEN(ckpt_faults));
+    tcase_add_test(tc, test_storage_fault_checkpoint_dir);
     suite_add_tcase(s, tc);
     return s;
 }
