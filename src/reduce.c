@@ -327,11 +327,16 @@ dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size
         p->slot = dt_calloc((size_t)max_inflight, sizeof *p->slot);
         ok = p->piece_of_rank && p->slot;
     }
-    for (int k = 0; ok && k < max_inflight; k++) {
+    /* MPI_COMM_NULL is not all-zero bits (Open MPI): set it in every slot
+     * before anything can fail, so that plan_free frees only real ones. */
+    for (int k = 0; p && p->slot && k < max_inflight; k++) {
         dt_reduce_handle *h = &p->slot[k];
         h->plan = p;
         h->req = MPI_REQUEST_NULL;
         h->flat_world = h->flat_piece = h->node = h->cross = MPI_COMM_NULL;
+    }
+    for (int k = 0; ok && k < max_inflight; k++) {
+        dt_reduce_handle *h = &p->slot[k];
         h->wire16 = dt_alloc_aligned(DT_MAX(max_count, 1) * sizeof *h->wire16);
         h->scratch = dt_alloc_aligned(DT_MAX(max_count, 1) * sizeof *h->scratch);
         h->counts = dt_calloc((size_t)world, sizeof *h->counts);
