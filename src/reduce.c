@@ -224,19 +224,23 @@ int dt_reduce_nodes_uniform(const dt_reduce_plan *plan) { return plan->uniform; 
 
 /* ---- the choice of algorithm --------------------------------------------- */
 
-/* auto, from the SMPI measurements in launch/results/reduce.md (P = 128,
- * 16 nodes x 8, the default MLP's 1.08 MB): the node-aware chain more than
- * halves the sharded pair (reduce-scatter + allgather: 0.91 vs 2.20 ms on
- * the fast fabric, 11.1 vs 23.4 ms on 10 GbE), while for an allreduce it
- * gains nothing on the fast fabric (0.64 vs 0.69 ms, within the noise) and
- * loses on 10 GbE (13.5 vs 3.6 ms): there Open MPI's own flat allreduce
- * stays. One node, or one rank per node, leaves nothing for the
- * hierarchy to save. */
+/* auto, from the communication-only SMPI measurements in
+ * launch/results/reduce.md (P = 128, 16 nodes x 8, both platforms): the
+ * node-aware chain is never slower for the sharded pair (reduce-scatter +
+ * allgather of 1.08 MB: 0.37 vs 2.04 ms fast, 3.09 vs 22.5 ms 10 GbE) and
+ * for an allreduce up to 1.08 MB (16 KB: 0.03 vs 0.32 ms fast; 1.08 MB:
+ * 0.37 vs 0.40 fast, 3.06 vs 3.35 ms 10 GbE); at 4.2 MB the two allreduces
+ * tie (1.27 vs 1.25, 9.68 vs 9.67 ms), so from 2 MiB on the wire Open
+ * MPI's own flat allreduce stays. One node, or one rank per node, leaves
+ * nothing for the hierarchy to save. */
+enum { AUTO_ALLREDUCE_MAX_BYTES = 2 << 20 };
+
 static dt_reduce_algo auto_algo(const dt_reduce_plan *plan, dt_reduce_op op, size_t count)
 {
-    (void)count; /* no size threshold measured yet: see reduce.md */
     if (plan->nodes < 2 || plan->max_local < 2) return DT_REDUCE_MPI;
-    return op == DT_REDUCE_ALLREDUCE ? DT_REDUCE_MPI : DT_REDUCE_HIERARCHICAL;
+    if (op != DT_REDUCE_ALLREDUCE) return DT_REDUCE_HIERARCHICAL;
+    size_t wire_bytes = count * (plan->dtype == DT_REDUCE_BFLOAT16 ? 2 : 4);
+    return wire_bytes < AUTO_ALLREDUCE_MAX_BYTES ? DT_REDUCE_HIERARCHICAL : DT_REDUCE_MPI;
 }
 
 dt_reduce_algo dt_reduce_resolve(const dt_reduce_plan *plan, dt_reduce_op op, size_t count)
