@@ -182,19 +182,23 @@ int dt_reduce_nodes_uniform(const dt_reduce_plan *plan) { return plan->uniform; 
 
 /* ---- the choice of algorithm --------------------------------------------- */
 
-/* auto: see launch/results/reduce.md for the measurements. The node-aware
- * chain only pays when there are several nodes with several ranks each;
- * then it is never slower for the sharded pair (reduce-scatter, allgather),
- * and for an allreduce once the range is large enough that bandwidth, not
- * the latency of three phases, decides. */
-enum { AUTO_ALLREDUCE_MIN_BYTES = 64 * 1024 };
+/* auto, from the communication-only SMPI measurements in
+ * launch/results/reduce.md (P = 128, 16 nodes x 8, both platforms): the
+ * node-aware chain is never slower for the sharded pair (reduce-scatter +
+ * allgather of 1.08 MB: 0.37 vs 2.04 ms fast, 3.09 vs 22.5 ms 10 GbE) and
+ * for an allreduce up to 1.08 MB (16 KB: 0.03 vs 0.32 ms fast; 1.08 MB:
+ * 0.37 vs 0.40 fast, 3.06 vs 3.35 ms 10 GbE); at 4.2 MB the two allreduces
+ * tie (1.27 vs 1.25, 9.68 vs 9.67 ms), so from 2 MiB on the wire Open
+ * MPI's own flat allreduce stays. One node, or one rank per node, leaves
+ * nothing for the hierarchy to save. */
+enum { AUTO_ALLREDUCE_MAX_BYTES = 2 << 20 };
 
 static dt_reduce_algo auto_algo(const dt_reduce_plan *plan, dt_reduce_op op, size_t count)
 {
     if (plan->nodes < 2 || plan->max_local < 2) return DT_REDUCE_MPI;
     if (op != DT_REDUCE_ALLREDUCE) return DT_REDUCE_HIERARCHICAL;
     size_t wire_bytes = count * (plan->dtype == DT_REDUCE_BFLOAT16 ? 2 : 4);
-    return wire_bytes >= AUTO_ALLREDUCE_MIN_BYTES ? DT_REDUCE_HIERARCHICAL : DT_REDUCE_MPI;
+    return wire_bytes < AUTO_ALLREDUCE_MAX_BYTES ? DT_REDUCE_HIERARCHICAL : DT_REDUCE_MPI;
 }
 
 dt_reduce_algo dt_reduce_resolve(const dt_reduce_plan *plan, dt_reduce_op op, size_t count)
@@ -285,11 +289,16 @@ dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size
         p->slot = dt_calloc((size_t)max_inflight, sizeof *p->slot);
         ok = p->piece_of_rank && p->slot;
     }
-    for (int k = 0; ok && k < max_inflight; k++) {
+    /* MPI_COMM_NULL is not all-zero bits (Open MPI): set it in every slot
+     * before anything can fail, so that plan_free frees only real ones. */
+    for (int k = 0; p && p->slot && k < max_inflight; k++) {
         dt_reduce_handle *h = &p->slot[k];
         h->plan = p;
         h->req = MPI_REQUEST_NULL;
         h->flat_world = h->flat_piece = h->node = h->cross = MPI_COMM_NULL;
+    }
+    for (int k = 0; ok && k < max_inflight; k++) {
+        dt_reduce_handle *h = &p->slot[k];
         h->wire16 = dt_alloc_aligned(DT_MAX(max_count, 1) * sizeof *h->wire16);
         h->scratch = dt_alloc_aligned(DT_MAX(max_count, 1) * sizeof *h->scratch);
         h->counts = dt_calloc((size_t)world, sizeof *h->counts);

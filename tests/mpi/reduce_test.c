@@ -248,6 +248,27 @@ static void check_layout(const dt_reduce_plan *plan)
            dt_reduce_algo_name(dt_reduce_resolve(plan, DT_REDUCE_ALLREDUCE, 1000)));
 }
 
+/* auto: node-aware where there are several uniform nodes of several ranks,
+ * except an allreduce from 2 MiB on the wire (the rule of reduce.md) */
+static void check_auto(const dt_reduce_plan *plan)
+{
+    int nodes = dt_reduce_nodes(plan), per_node = dt_reduce_ranks_per_node(plan);
+    dt_reduce_algo aware = nodes > 1 && per_node > 1 && dt_reduce_nodes_uniform(plan)
+                               ? DT_REDUCE_HIERARCHICAL
+                               : DT_REDUCE_MPI;
+    EXPECT(dt_reduce_resolve(plan, DT_REDUCE_ALLREDUCE, 269322) == aware &&
+               dt_reduce_resolve(plan, DT_REDUCE_ALLREDUCE, 1 << 20) == DT_REDUCE_MPI,
+           "auto allreduce: %s for 1.08 MB, %s for 4 MB, expected %s and mpi",
+           dt_reduce_algo_name(dt_reduce_resolve(plan, DT_REDUCE_ALLREDUCE, 269322)),
+           dt_reduce_algo_name(dt_reduce_resolve(plan, DT_REDUCE_ALLREDUCE, 1 << 20)),
+           dt_reduce_algo_name(aware));
+    EXPECT(dt_reduce_resolve(plan, DT_REDUCE_REDUCE_SCATTER, 1 << 20) == aware &&
+               dt_reduce_resolve(plan, DT_REDUCE_ALLGATHER, 1 << 20) == aware,
+           "auto reduce-scatter/allgather: %s, expected %s",
+           dt_reduce_algo_name(dt_reduce_resolve(plan, DT_REDUCE_REDUCE_SCATTER, 1 << 20)),
+           dt_reduce_algo_name(aware));
+}
+
 static void check_names(void)
 {
     dt_reduce_algo a;
@@ -292,6 +313,7 @@ int main(int argc, char **argv)
                 MPI_Abort(MPI_COMM_WORLD, 1);
             }
             if (algo == DT_REDUCE_HIERARCHICAL && dtype == 0) check_layout(plan);
+            if (algo == DT_REDUCE_AUTO && dtype == 0) check_auto(plan);
             for (size_t k = 0; k < DT_ARRAY_LEN(counts); k++) {
                 size_t n = counts[k];
                 if (algo == 0 && dtype == 0) check_pieces(plan, n);
