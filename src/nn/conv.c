@@ -244,6 +244,260 @@ __attribute__((target("avx2,fma"))) static void direct_backward_params(
         }
     }
 }
+
+/* ---- the direct kernel for C > 1: output channels in the vector lanes -----
+ * For several input channels (LeNet conv2: 6 -> 16, 14x14 -> 10x10) each
+ * sample is a small implicit GEMM, Z^T [P][O] = col^T [P][K] * W^T [K][O],
+ * whose col^T entries are read straight from a zero-padded copy of the
+ * sample (xs [C][h + 2 pad][SWc]) instead of an unfolded matrix:
+ *   forward  a block of JB output pixels of one row times 8 or 16 output
+ *            channels in JB*NV registers; per tap (c, ki, kj) NV weight
+ *            vectors of W^T and JB broadcast pixels. The block goes to a
+ *            pixel-major tmp [oh][OWr][Op], then bias and activation on the
+ *            way to NCHW y (one pass over the output, in L1);
+ *   dW       dz^T [P][Op] (act' applied, transposed once per sample), then
+ *            per (channel group, c, ki) the kw taps x NV vectors of dW^T in
+ *            registers over all output pixels; summed into dWt [K][Op] over
+ *            the batch and added to dw [O][K] once;
+ *   dx       a forward of the same kernel on dz: dx = dz (*) rot180(W)^T
+ *            with padding k - 1 - pad (hence pad < k here), no bias.
+ * Op is O rounded up to 8 (zero weights in the extra lanes, never stored). */
+#define NN_MC_MAX_JB 8
+
+typedef struct {
+    int C, H, W;        /* input planes */
+    int O, Op;          /* output channels, rounded up to 8 */
+    int KH, KW, ph, pw; /* kernel, padding */
+    int OH, OW, JB, OWr, Hs, SWc;
+} mc_geom;
+
+static mc_geom mc_make(int C, int H, int W, int O, int KH, int KW, int ph, int pw)
+{
+    mc_geom m = {.C = C, .H = H, .W = W, .O = O, .Op = (O + 7) / 8 * 8, .KH = KH, .KW = KW,
+                 .ph = ph, .pw = pw};
+    m.OH = H + 2 * ph - KH + 1;
+    m.OW = W + 2 * pw - KW + 1;
+    /* pixel block: 5-6 with two channel vectors, 7-8 with one (10-12 and
+     * 7-8 accumulators), a divisor of the row where there is one */
+    if (m.Op % 16 == 0)
+        m.JB = m.OW % 5 == 0 ? 5 : 6;
+    else
+        m.JB = m.OW % 7 == 0 ? 7 : 8;
+    m.OWr = (m.OW + m.JB - 1) / m.JB * m.JB;
+    m.Hs = H + 2 * ph;
+    m.SWc = m.OWr + KW - 1;
+    return m;
+}
+
+/* floats: xs, tmp */
+static size_t mc_xs_floats(const mc_geom *m) { return (size_t)m->C * m->Hs * m->SWc; }
+static size_t mc_tmp_floats(const mc_geom *m) { return (size_t)m->OH * m->OWr * m->Op; }
+
+static void mc_stage(float *xs, const float *x, const mc_geom *m)
+{
+    memset(xs, 0, mc_xs_floats(m) * sizeof *xs);
+    for (int c = 0; c < m->C; c++)
+        for (int r = 0; r < m->H; r++)
+            memcpy(xs + ((long)c * m->Hs + r + m->ph) * m->SWc + m->pw,
+                   x + ((long)c * m->H + r) * m->W, (size_t)m->W * sizeof *xs);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+mc_block(float *tmp, const float *xs, const float *wt, const mc_geom *m, const int JB,
+         const int NV)
+{
+    __m256 a[NN_MC_MAX_JB][2];
+    for (int jb = 0; jb < JB; jb++)
+        for (int v = 0; v < NV; v++) a[jb][v] = _mm256_setzero_ps();
+    const int Op = m->Op, KW = m->KW;
+    for (int c = 0; c < m->C; c++)
+        for (int ki = 0; ki < m->KH; ki++) {
+            const float *xr = xs + ((long)c * m->Hs + ki) * m->SWc;
+            const float *wk = wt + (long)((c * m->KH + ki) * KW) * Op;
+            for (int kj = 0; kj < KW; kj++) {
+                __m256 wv[2];
+                for (int v = 0; v < NV; v++) wv[v] = _mm256_loadu_ps(wk + (long)kj * Op + 8 * v);
+                for (int jb = 0; jb < JB; jb++) {
+                    __m256 xb = _mm256_broadcast_ss(xr + jb + kj);
+                    for (int v = 0; v < NV; v++) a[jb][v] = _mm256_fmadd_ps(xb, wv[v], a[jb][v]);
+                }
+            }
+        }
+    for (int jb = 0; jb < JB; jb++)
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(tmp + (long)jb * Op + 8 * v, a[jb][v]);
+}
+
+/* tmp [OH][OWr][Op] = the correlation of the staged sample with wt [K][Op]. */
+__attribute__((target("avx2,fma"))) static void mc_correlate(float *tmp, const float *xs,
+                                                             const float *wt, const mc_geom *m)
+{
+    for (int og = 0; og < m->Op; og += 16) {
+        const bool two = og + 16 <= m->Op;
+        for (int i = 0; i < m->OH; i++)
+            for (int j0 = 0; j0 < m->OW; j0 += m->JB) {
+                float *t = tmp + ((long)i * m->OWr + j0) * m->Op + og;
+                const float *x0 = xs + (long)i * m->SWc + j0;
+                const float *w0 = wt + og;
+                if (two && m->JB == 5)
+                    mc_block(t, x0, w0, m, 5, 2);
+                else if (two)
+                    mc_block(t, x0, w0, m, 6, 2);
+                else if (m->JB == 7)
+                    mc_block(t, x0, w0, m, 7, 1);
+                else
+                    mc_block(t, x0, w0, m, 8, 1);
+            }
+    }
+}
+
+/* y [O][OH][OW] = act(tmp^T + b) (b may be NULL: no bias) */
+static void mc_unpack(float *y, const float *tmp, const float *b, const mc_geom *m, nn_act act)
+{
+    const long P = (long)m->OH * m->OW;
+    for (int o = 0; o < m->O; o++) {
+        float *yo = y + o * P;
+        float bo = b ? b[o] : 0.0f;
+        for (int i = 0; i < m->OH; i++) {
+            const float *t = tmp + (long)i * m->OWr * m->Op + o;
+            float *yr = yo + (long)i * m->OW;
+            for (int j = 0; j < m->OW; j++) yr[j] = t[(long)j * m->Op] + bo;
+        }
+        if (act != NN_ACT_NONE) nn_act_forward(act, yo, yo, P);
+    }
+}
+
+static mc_geom mc_forward_geom(const nn_conv_geom *g)
+{
+    return mc_make(g->c, g->h, g->w, g->out_c, g->kh, g->kw, g->pad, g->pad);
+}
+
+/* forward: wt, xs, tmp; backward: dWt, dz^T, xs, then dz and col of `chunk`
+ * samples for the dx GEMM */
+static size_t mc_workspace(const nn_conv_geom *g, long chunk)
+{
+    mc_geom f = mc_forward_geom(g);
+    size_t K = (size_t)g->c * g->kh * g->kw, P = (size_t)g->oh * g->ow;
+    size_t fwd = K * (size_t)f.Op + mc_xs_floats(&f) + mc_tmp_floats(&f);
+    size_t bwd = K * (size_t)f.Op + P * (size_t)f.Op + mc_xs_floats(&f) +
+                 (size_t)chunk * P * ((size_t)g->out_c + K);
+    return DT_MAX(fwd, bwd);
+}
+
+__attribute__((target("avx2,fma"))) static void mc_forward(float *y, const float *x,
+                                                           const float *w, const float *b, long B,
+                                                           const nn_conv_geom *g, nn_act act,
+                                                           float *ws)
+{
+    const mc_geom m = mc_forward_geom(g);
+    const long K = (long)g->c * g->kh * g->kw, P = (long)g->oh * g->ow;
+    float *wt = ws, *xs = wt + K * m.Op, *tmp = xs + mc_xs_floats(&m);
+    for (long k = 0; k < K; k++)
+        for (int o = 0; o < m.Op; o++) wt[k * m.Op + o] = o < m.O ? w[(long)o * K + k] : 0.0f;
+    for (long n = 0; n < B; n++) {
+        mc_stage(xs, x + n * (long)g->c * g->h * g->w, &m);
+        mc_correlate(tmp, xs, wt, &m);
+        mc_unpack(y + n * m.O * P, tmp, b, &m, act);
+    }
+}
+
+/* dWt[c,ki,kj][og..og+8*NV) += sum over pixels of xs[c][i+ki][j+kj] * dzt[i][j][og..] */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+mc_dw_rows(float *dwt, const float *dzt, const float *xs, const mc_geom *m, int c, int ki,
+           const int KW, const int NV)
+{
+    __m256 acc[NN_DIRECT_MAX_KW][2];
+    for (int kj = 0; kj < KW; kj++)
+        for (int v = 0; v < NV; v++) acc[kj][v] = _mm256_setzero_ps();
+    for (int i = 0; i < m->OH; i++) {
+        const float *xr = xs + ((long)c * m->Hs + i + ki) * m->SWc;
+        const float *dr = dzt + (long)i * m->OW * m->Op;
+        for (int j = 0; j < m->OW; j++) {
+            __m256 d[2];
+            for (int v = 0; v < NV; v++) d[v] = _mm256_loadu_ps(dr + (long)j * m->Op + 8 * v);
+            for (int kj = 0; kj < KW; kj++) {
+                __m256 xb = _mm256_broadcast_ss(xr + j + kj);
+                for (int v = 0; v < NV; v++) acc[kj][v] = _mm256_fmadd_ps(xb, d[v], acc[kj][v]);
+            }
+        }
+    }
+    float *dst = dwt + (long)((c * m->KH + ki) * KW) * m->Op;
+    for (int kj = 0; kj < KW; kj++)
+        for (int v = 0; v < NV; v++) {
+            float *p = dst + (long)kj * m->Op + 8 * v;
+            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[kj][v]));
+        }
+}
+
+static void col2im(float *dx, const float *col, long G, const nn_conv_geom *g);
+
+__attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw, float *db,
+                                                            const float *dy, const float *y,
+                                                            const float *x, const float *w,
+                                                            long B, const nn_conv_geom *g,
+                                                            nn_act act, float *ws, long chunk)
+{
+    const mc_geom m = mc_forward_geom(g);
+    const int O = g->out_c, C = g->c, KH = g->kh, KW = g->kw, Op = m.Op;
+    const long K = (long)C * KH * KW, P = (long)g->oh * g->ow, in_size = (long)C * g->h * g->w;
+    float *dwt = ws, *dzt = dwt + K * Op, *xs = dzt + P * Op, *dz = xs + mc_xs_floats(&m);
+    float *col = dz + (long)O * chunk * P;
+    memset(dwt, 0, (size_t)(K * Op) * sizeof *dwt);
+    for (long n0 = 0; n0 < B; n0 += chunk) {
+        const long G = DT_MIN(chunk, B - n0), GP = G * P;
+        for (long n = n0; n < n0 + G; n++) {
+            /* dz [O][G*P] as the dx GEMM wants it, and dz^T for dW */
+            for (int o = 0; o < O; o++)
+                nn_act_backward(act, dz + o * GP + (n - n0) * P, dy + (n * O + o) * P,
+                                y + (n * O + o) * P, P);
+            for (int o = 0; o < Op; o++) {
+                const float *src = dz + o * GP + (n - n0) * P;
+                float s = 0.0f;
+                for (long p = 0; p < P; p++) {
+                    float v = o < O ? src[p] : 0.0f;
+                    dzt[p * Op + o] = v;
+                    s += v;
+                }
+                if (o < O) db[o] += s;
+            }
+            mc_stage(xs, x + n * in_size, &m);
+            for (int og = 0; og < Op; og += 16) {
+                const bool two = og + 16 <= Op && KW <= 6;
+                for (int c = 0; c < C; c++)
+                    for (int ki = 0; ki < KH; ki++) {
+                        if (two) {
+                            switch (KW) {
+#define NN_MC_CASE(k)                                                                            \
+    case k:                                                                                      \
+        mc_dw_rows(dwt + og, dzt + og, xs, &m, c, ki, k, 2);                                     \
+        break;
+                                NN_MC_CASE(1) NN_MC_CASE(2) NN_MC_CASE(3) NN_MC_CASE(4)
+                                NN_MC_CASE(5) NN_MC_CASE(6)
+#undef NN_MC_CASE
+                            }
+                        } else {
+                            for (int o8 = og; o8 < DT_MIN(og + 16, Op); o8 += 8)
+                                switch (KW) {
+#define NN_MC_CASE(k)                                                                            \
+    case k:                                                                                      \
+        mc_dw_rows(dwt + o8, dzt + o8, xs, &m, c, ki, k, 1);                                     \
+        break;
+                                    NN_MC_CASE(1) NN_MC_CASE(2) NN_MC_CASE(3) NN_MC_CASE(4)
+                                    NN_MC_CASE(5) NN_MC_CASE(6) NN_MC_CASE(7) NN_MC_CASE(8)
+#undef NN_MC_CASE
+                                }
+                        }
+                    }
+            }
+        }
+        if (dx) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, O, 1.0f, w,
+                        (int)K, dz, (int)GP, 0.0f, col, (int)GP);
+            col2im(dx + n0 * in_size, col, G, g);
+        }
+    }
+    for (int o = 0; o < O; o++)
+        for (long k = 0; k < K; k++) dw[(long)o * K + k] += dwt[k * Op + o];
+}
 #else
 #define NN_HAVE_DIRECT 0
 #endif
@@ -251,7 +505,8 @@ __attribute__((target("avx2,fma"))) static void direct_backward_params(
 bool nn_conv_is_direct(const nn_conv_geom *g)
 {
 #if NN_HAVE_DIRECT
-    return g->c == 1 && g->stride == 1 && g->kw <= NN_DIRECT_MAX_KW && cpu_has_avx2_fma();
+    if (g->stride != 1 || g->kw > NN_DIRECT_MAX_KW || !cpu_has_avx2_fma()) return false;
+    return true;
 #else
     (void)g;
     return false;
@@ -264,8 +519,14 @@ size_t nn_conv_workspace(const nn_conv_geom *g, long chunk)
     size_t K = (size_t)g->c * (size_t)g->kh * (size_t)g->kw;
     size_t unfold = (size_t)chunk * P * (K + (size_t)g->out_c);
     if (!nn_conv_is_direct(g)) return unfold;
-    size_t direct = ((size_t)g->h + 2 * (size_t)g->pad) * direct_sw(g) +
-                    (size_t)g->out_c * (size_t)g->oh * direct_blocks(g) * NN_DIRECT_BLOCK;
+#if NN_HAVE_DIRECT
+    size_t direct = g->c > 1 ? mc_workspace(g, chunk)
+                             : ((size_t)g->h + 2 * (size_t)g->pad) * direct_sw(g) +
+                                   (size_t)g->out_c * (size_t)g->oh * direct_blocks(g) *
+                                       NN_DIRECT_BLOCK;
+#else
+    size_t direct = 0;
+#endif
     return DT_MAX(unfold, direct);
 }
 
@@ -416,7 +677,10 @@ void nn_conv_forward(float *y, const float *x, const float *w, const float *b, l
     const long in_size = (long)g->c * g->h * g->w;
 #if NN_HAVE_DIRECT
     if (nn_conv_is_direct(g)) {
-        direct_forward(y, x, w, b, B, g, act, ws);
+        if (g->c == 1)
+            direct_forward(y, x, w, b, B, g, act, ws);
+        else
+            mc_forward(y, x, w, b, B, g, act, ws);
         return;
     }
 #endif
@@ -439,6 +703,10 @@ void nn_conv_backward(float *dx, float *dw, float *db, const float *dy, const fl
     const long P = (long)g->oh * g->ow, K = (long)g->c * g->kh * g->kw, O = g->out_c;
     const long in_size = (long)g->c * g->h * g->w;
 #if NN_HAVE_DIRECT
+    if (nn_conv_is_direct(g) && g->c > 1) {
+        mc_backward(dx, dw, db, dy, y, x, w, B, g, act, ws, chunk);
+        return;
+    }
     if (!dx && nn_conv_is_direct(g)) {
         direct_backward_params(dw, db, dy, y, x, B, g, act, ws);
         return;
