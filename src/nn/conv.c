@@ -35,6 +35,19 @@ int nn_conv_geom_init(nn_conv_geom *g)
     return 0;
 }
 
+/* Output columns [lo, hi) of kernel column kj that read inside the input
+ * row (the others read padding): ow*s + kj - pad in [0, w). */
+static void valid_range(int kj, const nn_conv_geom *g, int *lo, int *hi)
+{
+    int s = g->stride, a = g->pad - kj, top = g->w - 1 + g->pad - kj;
+    int l = a <= 0 ? 0 : (a + s - 1) / s;
+    int h = top < 0 ? 0 : top / s + 1;
+    if (h > g->ow) h = g->ow;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
 /* ---- the direct kernel: one input channel, stride 1 ------------------------
  * With C = 1 the unfold is pure overhead: col would hold kh*kw copies of every
  * input pixel (25 in LeNet's first layer) for a GEMM whose M is the handful of
@@ -428,7 +441,44 @@ mc_dw_rows(float *dwt, const float *dzt, const float *xs, const mc_geom *m, int 
         }
 }
 
-static void col2im(float *dx, const float *col, long G, const nn_conv_geom *g);
+/* col2im at stride 1 with 8-wide adds: the rows of LeNet conv2 are 10
+ * floats, where the scalar loop of col2im took as long as the dx GEMM
+ * (about 8 instructions per add). Same sums in the same order as col2im. */
+__attribute__((target("avx2,fma"))) static void col2im_s1(float *dx, const float *col, long G,
+                                                          const nn_conv_geom *g)
+{
+    const int OW = g->ow, OH = g->oh, H = g->h, W = g->w;
+    const long P = (long)OH * OW, ld = G * P, plane = (long)H * W, in_size = plane * g->c;
+    memset(dx, 0, (size_t)(G * in_size) * sizeof *dx);
+    for (int c = 0; c < g->c; c++)
+        for (int ki = 0; ki < g->kh; ki++)
+            for (int kj = 0; kj < g->kw; kj++) {
+                const float *row = col + ((long)(c * g->kh + ki) * g->kw + kj) * ld;
+                int lo, hi;
+                valid_range(kj, g, &lo, &hi);
+                const int off = kj - g->pad, len = hi - lo;
+                for (long n = 0; n < G; n++) {
+                    float *xp = dx + n * in_size + c * plane;
+                    const float *src = row + n * P;
+                    for (int i = 0; i < OH; i++) {
+                        int ih = i + ki - g->pad;
+                        if (ih < 0 || ih >= H) continue;
+                        const float *d = src + (long)i * OW + lo;
+                        float *xr = xp + (long)ih * W + lo + off;
+                        int j = 0;
+                        for (; j + 8 <= len; j += 8)
+                            _mm256_storeu_ps(xr + j, _mm256_add_ps(_mm256_loadu_ps(xr + j),
+                                                                   _mm256_loadu_ps(d + j)));
+                        if (j < len) {
+                            __m256i mask = lanes_below(len - j);
+                            __m256 v = _mm256_add_ps(_mm256_maskload_ps(xr + j, mask),
+                                                     _mm256_maskload_ps(d + j, mask));
+                            _mm256_maskstore_ps(xr + j, mask, v);
+                        }
+                    }
+                }
+            }
+}
 
 __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw, float *db,
                                                             const float *dy, const float *y,
@@ -492,7 +542,7 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
         if (dx) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, O, 1.0f, w,
                         (int)K, dz, (int)GP, 0.0f, col, (int)GP);
-            col2im(dx + n0 * in_size, col, G, g);
+            col2im_s1(dx + n0 * in_size, col, G, g);
         }
     }
     for (int o = 0; o < O; o++)
@@ -528,19 +578,6 @@ size_t nn_conv_workspace(const nn_conv_geom *g, long chunk)
     size_t direct = 0;
 #endif
     return DT_MAX(unfold, direct);
-}
-
-/* Output columns [lo, hi) of kernel column kj that read inside the input
- * row (the others read padding): ow*s + kj - pad in [0, w). */
-static void valid_range(int kj, const nn_conv_geom *g, int *lo, int *hi)
-{
-    int s = g->stride, a = g->pad - kj, top = g->w - 1 + g->pad - kj;
-    int l = a <= 0 ? 0 : (a + s - 1) / s;
-    int h = top < 0 ? 0 : top / s + 1;
-    if (h > g->ow) h = g->ow;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
 }
 
 /* d[0..n) = s[0..n) for the short runs of im2col (n <= ow: 28 and 10 floats
