@@ -73,9 +73,6 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, i
 /* dx is overwritten (zeros outside the maxima; overlapping windows add). */
 void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B, int c, int h,
                          int w, int oh, int ow);
-/* The same for size 2, stride 2 (oh = h/2, ow = w/2), in one pass over dx. */
-void nn_maxpool2_backward(float *dx, const float *dy, const int32_t *idx, long B, int c, int h,
-                          int w);
 
 /* ---- softmax_ce.c: the loss head on logits z [B][C] --------------------- */
 /* Adds sum over samples of logsumexp(z) - z[label] (in double) to *loss_sum

@@ -60,37 +60,6 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, i
     }
 }
 
-/* Size 2, stride 2: the windows are disjoint, so every input of a window is
- * written once (dy at its argmax, 0 elsewhere) instead of zeroing all of dx
- * and then scattering into it: one pass over dx instead of two. A row or
- * column no window covers is zeroed. */
-void nn_maxpool2_backward(float *dx, const float *dy, const int32_t *idx, long B, int c, int h,
-                          int w)
-{
-    const int oh = h / 2, ow = w / 2;
-    const long plane = (long)h * w, oplane = (long)oh * ow;
-    {
-        for (long p = 0; p < B * c; p++) {
-            float *xp = dx + p * plane;
-            const float *dp = dy + p * oplane;
-            const int32_t *ip = idx + p * oplane;
-            for (int i = 0; i < oh; i++) {
-                float *r0 = xp + 2L * i * w, *r1 = r0 + w;
-                for (int j = 0; j < ow; j++) {
-                    int at = 2 * i * w + 2 * j, k = ip[i * ow + j];
-                    float g = dp[i * ow + j];
-                    r0[2 * j] = k == at ? g : 0.0f;
-                    r0[2 * j + 1] = k == at + 1 ? g : 0.0f;
-                    r1[2 * j] = k == at + w ? g : 0.0f;
-                    r1[2 * j + 1] = k == at + w + 1 ? g : 0.0f;
-                }
-                if (w & 1) r0[w - 1] = r1[w - 1] = 0.0f;
-            }
-            if (h & 1) memset(xp + (long)(h - 1) * w, 0, (size_t)w * sizeof *xp);
-        }
-    }
-}
-
 void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B, int c, int h,
                          int w, int oh, int ow)
 {
@@ -138,11 +107,7 @@ static void maxpool_fwd(nn_layer *l, long n)
 static void maxpool_bwd(nn_layer *l, long n)
 {
     if (!l->dx) return; /* nothing before it needs a gradient */
-    if (l->spec.size == 2 && l->spec.stride == 2)
-        nn_maxpool2_backward(l->dx, l->dy, l->idx, n, l->in.c, l->in.h, l->in.w);
-    else
-        nn_maxpool_backward(l->dx, l->dy, l->idx, n, l->in.c, l->in.h, l->in.w, l->out.h,
-                            l->out.w);
+    nn_maxpool_backward(l->dx, l->dy, l->idx, n, l->in.c, l->in.h, l->in.w, l->out.h, l->out.w);
 }
 
 static void maxpool_label(const nn_layer *l, char *buf, size_t size)
