@@ -13,7 +13,22 @@
  *
  * -n UPDATES instead runs that many plain forward + backward updates and
  * nothing else: the program to give `valgrind --tool=callgrind`, whose
- * instruction counts per function are repeatable on a loaded machine. */
+ * instruction counts per function are repeatable on a loaded machine.
+ *
+ * -c: instruction counts per layer and direction. Run as
+ *   valgrind --tool=callgrind --collect-atstart=no lenet_layers -c
+ * each layer's forward (then backward) runs 4 times with collection on and
+ * the counts are dumped under its name ("fwd 0 conv 6x5x5 s1 p2"): one
+ * callgrind.out.PID.N file per dump, whose "summary:" line is the total. */
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#endif
+#endif
+#ifndef CALLGRIND_DUMP_STATS_AT
+#define CALLGRIND_TOGGLE_COLLECT
+#define CALLGRIND_DUMP_STATS_AT(s) (void)(s)
+#endif
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,15 +69,18 @@ int main(int argc, char **argv)
 {
     dt_runtime_fix_blas_kernel(argv);
     int B = 128, rounds = 31, updates = 0;
+    bool counts = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-b") == 0 && i + 1 < argc)
             B = atoi(argv[++i]);
         else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc)
             rounds = atoi(argv[++i]);
+        else if (strcmp(argv[i], "-c") == 0)
+            counts = true;
         else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
             updates = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: lenet_layers [-b B] [-r ROUNDS] [-n UPDATES]\n");
+            fprintf(stderr, "usage: lenet_layers [-b B] [-r ROUNDS] [-n UPDATES | -c]\n");
             return 2;
         }
     }
@@ -106,6 +124,24 @@ int main(int argc, char **argv)
         dt_model_backward(m, NULL, NULL);
     }
     int L = m->n_layers;
+    if (counts) {
+        char name[160], label[128];
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < L; k++) {
+                int i = pass ? L - 1 - k : k;
+                nn_layer *l = &m->layers[i];
+                if (l->fused || (pass && i < m->first_param)) continue;
+                l->kind->label(l, label, sizeof label);
+                snprintf(name, sizeof name, "%s %d %s", pass ? "bwd" : "fwd", i, label);
+                CALLGRIND_TOGGLE_COLLECT;
+                for (int r = 0; r < 4; r++)
+                    pass ? l->kind->backward(l, B) : l->kind->forward(l, B);
+                CALLGRIND_TOGGLE_COLLECT;
+                CALLGRIND_DUMP_STATS_AT(name);
+            }
+        dt_model_free(m);
+        return 0;
+    }
     double *tf = calloc((size_t)(L * rounds), sizeof *tf), *tb = calloc((size_t)(L * rounds), sizeof *tb);
     double *tu = calloc((size_t)rounds, sizeof *tu);
     if (!tf || !tb || !tu) return 2;
