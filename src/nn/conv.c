@@ -17,6 +17,7 @@
  * row, so the inner loops are branch-free copies (memcpy at stride 1). */
 #include <cblas.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,13 +35,6 @@ int nn_conv_geom_init(nn_conv_geom *g)
     return 0;
 }
 
-size_t nn_conv_workspace(const nn_conv_geom *g, long chunk)
-{
-    size_t P = (size_t)g->oh * (size_t)g->ow;
-    size_t K = (size_t)g->c * (size_t)g->kh * (size_t)g->kw;
-    return (size_t)chunk * P * (K + (size_t)g->out_c);
-}
-
 /* Output columns [lo, hi) of kernel column kj that read inside the input
  * row (the others read padding): ow*s + kj - pad in [0, w). */
 static void valid_range(int kj, const nn_conv_geom *g, int *lo, int *hi)
@@ -52,6 +46,538 @@ static void valid_range(int kj, const nn_conv_geom *g, int *lo, int *hi)
     if (l > h) l = h;
     *lo = l;
     *hi = h;
+}
+
+/* ---- the direct kernel: one input channel, stride 1 ------------------------
+ * With C = 1 the unfold is pure overhead: col would hold kh*kw copies of every
+ * input pixel (25 in LeNet's first layer) for a GEMM whose M is the handful of
+ * output channels, which OpenBLAS runs at a fraction of its peak (LeNet conv1
+ * dW = dZ col^T, 6 x 25 x 2352: 17 GFLOP/s against 95 for the dense layers).
+ * Here each sample's plane is copied once, zero-padded, into a staging plane
+ * xs [h + 2 pad][SW], and every output row is computed in 8-wide AVX2 FMA
+ * registers straight from it:
+ *   forward   y[o][i][j..j+32) = act(b[o] + sum_ki,kj w[o][ki][kj] xs[i+ki][j+kj..])
+ *             bias and activation in the same registers (no Z pass);
+ *   backward  dz[o] = dy * act'(y) staged as [oh][NB*32] with zero columns
+ *             past ow, db[o] += its sum, and
+ *             dW[o][ki][kj] += sum_i,j dz[o][i][j] xs[i+ki][j+kj]
+ *             with the kw taps of one (o, ki) as kw vector accumulators.
+ * Output rows are covered in blocks of 32 columns (4 vectors); the staged
+ * plane is wide enough (SW = NB*32 + kw - 1) that a block never reads past it.
+ * Only the weight gradient is direct: the first layer has no dx to form, so
+ * when dx is asked for the backward takes the im2col path. Used when the CPU
+ * has AVX2 and FMA (checked once at run time; the library itself is built for
+ * baseline x86-64), otherwise, and for C > 1 or stride > 1, im2col + sgemm. */
+#define NN_DIRECT_BLOCK 32
+#define NN_DIRECT_MAX_KW 8
+
+static size_t direct_blocks(const nn_conv_geom *g)
+{
+    return ((size_t)g->ow + NN_DIRECT_BLOCK - 1) / NN_DIRECT_BLOCK;
+}
+static size_t direct_sw(const nn_conv_geom *g)
+{
+    return direct_blocks(g) * NN_DIRECT_BLOCK + (size_t)g->kw - 1;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NN_HAVE_DIRECT 1
+
+static bool cpu_has_avx2_fma(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return known;
+}
+
+/* xs[r][q] = x[r - pad][q - pad] inside the plane, 0 elsewhere. */
+static void stage_plane(float *xs, const float *x, const nn_conv_geom *g)
+{
+    const long SW = (long)direct_sw(g), rows = (long)g->h + 2L * g->pad;
+    memset(xs, 0, (size_t)(rows * SW) * sizeof *xs);
+    for (int r = 0; r < g->h; r++)
+        memcpy(xs + (long)(r + g->pad) * SW + g->pad, x + (long)r * g->w,
+               (size_t)g->w * sizeof *xs);
+}
+
+/* Lanes [0, n) of a 256-bit store (n may exceed 8 or be <= 0). */
+__attribute__((target("avx2,fma"))) static inline __m256i lanes_below(long n)
+{
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int k = n > 8 ? 8 : n < 0 ? 0 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), idx);
+}
+
+/* Output rows i of channels o0 .. o0+NO (NO = 1 or 2, a constant after
+ * inlining) over one 32-column block: 4*NO independent accumulators, so the
+ * FMA latency (4 cycles) does not bound the loop, and each input vector
+ * loaded serves both channels. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+direct_block(float *const yr[2], const float *xs, long SW, const float *const wo[2],
+             const float *b, int KH, int KW, long left, nn_act act, const int NO)
+{
+    __m256 a[2][4];
+    for (int c = 0; c < NO; c++)
+        for (int v = 0; v < 4; v++) a[c][v] = _mm256_set1_ps(b[c]);
+    for (int ki = 0; ki < KH; ki++) {
+        const float *row = xs + (long)ki * SW;
+        for (int kj = 0; kj < KW; kj++) {
+            __m256 wv[2];
+            for (int c = 0; c < NO; c++) wv[c] = _mm256_set1_ps(wo[c][ki * KW + kj]);
+            for (int v = 0; v < 4; v++) {
+                __m256 xv = _mm256_loadu_ps(row + kj + 8 * v);
+                for (int c = 0; c < NO; c++) a[c][v] = _mm256_fmadd_ps(wv[c], xv, a[c][v]);
+            }
+        }
+    }
+    for (int c = 0; c < NO; c++) {
+        if (act == NN_ACT_RELU)
+            for (int v = 0; v < 4; v++) a[c][v] = _mm256_max_ps(a[c][v], _mm256_setzero_ps());
+        float *d = yr[c];
+        if (left >= NN_DIRECT_BLOCK) {
+            for (int v = 0; v < 4; v++) _mm256_storeu_ps(d + 8 * v, a[c][v]);
+        } else {
+            for (int v = 0; v < 4; v++) _mm256_maskstore_ps(d + 8 * v, lanes_below(left - 8 * v), a[c][v]);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void direct_forward(float *y, const float *x,
+                                                               const float *w, const float *b,
+                                                               long B, const nn_conv_geom *g,
+                                                               nn_act act, float *xs)
+{
+    const long SW = (long)direct_sw(g), P = (long)g->oh * g->ow, NB = (long)direct_blocks(g);
+    const int O = g->out_c, KH = g->kh, KW = g->kw, OW = g->ow;
+    for (long n = 0; n < B; n++) {
+        stage_plane(xs, x + n * (long)g->h * g->w, g);
+        for (int o = 0; o < O; o += 2) {
+            const int NO = O - o >= 2 ? 2 : 1;
+            const float *wo[2] = {w + (long)o * KH * KW, w + (long)(o + NO - 1) * KH * KW};
+            for (int i = 0; i < g->oh; i++) {
+                float *yr[2] = {y + (n * O + o) * P + (long)i * OW,
+                                y + (n * O + o + NO - 1) * P + (long)i * OW};
+                for (long blk = 0; blk < NB; blk++) {
+                    long j0 = blk * NN_DIRECT_BLOCK;
+                    float *yb[2] = {yr[0] + j0, yr[1] + j0};
+                    const float *xb = xs + (long)i * SW + j0;
+                    if (NO == 2)
+                        direct_block(yb, xb, SW, wo, b + o, KH, KW, OW - j0, act, 2);
+                    else
+                        direct_block(yb, xb, SW, wo, b + o, KH, KW, OW - j0, act, 1);
+                }
+                if (act == NN_ACT_SIGMOID || act == NN_ACT_TANH)
+                    for (int c = 0; c < NO; c++) nn_act_forward(act, yr[c], yr[c], OW);
+            }
+        }
+    }
+}
+
+/* dW[o][ki][0..KW) += sum_i,v dz[o][i][v*8..] * xs[i+ki][v*8+kj..] for the
+ * channels o0, o0+1 (NO of them) and one kernel row; KW and NO are constants
+ * after inlining, so the NO*KW accumulators live in registers and each input
+ * vector loaded serves both channels. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+direct_dw_row(float *const dw_row[2], const float *const dz[2], const float *xs, long SW,
+              long ldz, int OH, long NV, const int KW, const int NO)
+{
+    __m256 acc[2][NN_DIRECT_MAX_KW];
+    for (int c = 0; c < NO; c++)
+        for (int kj = 0; kj < KW; kj++) acc[c][kj] = _mm256_setzero_ps();
+    for (int i = 0; i < OH; i++) {
+        const float *xr = xs + (long)i * SW;
+        for (long v = 0; v < NV; v++) {
+            __m256 d[2];
+            for (int c = 0; c < NO; c++) d[c] = _mm256_loadu_ps(dz[c] + (long)i * ldz + v * 8);
+            for (int kj = 0; kj < KW; kj++) {
+                __m256 xv = _mm256_loadu_ps(xr + v * 8 + kj);
+                for (int c = 0; c < NO; c++) acc[c][kj] = _mm256_fmadd_ps(d[c], xv, acc[c][kj]);
+            }
+        }
+    }
+    for (int c = 0; c < NO; c++)
+        for (int kj = 0; kj < KW; kj++) {
+            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[c][kj]),
+                                  _mm256_extractf128_ps(acc[c][kj], 1));
+            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            s = _mm_add_ss(s, _mm_movehdup_ps(s));
+            dw_row[c][kj] += _mm_cvtss_f32(s);
+        }
+}
+
+__attribute__((target("avx2,fma"))) static void direct_backward_params(
+    float *dw, float *db, const float *dy, const float *y, const float *x, long B,
+    const nn_conv_geom *g, nn_act act, float *ws)
+{
+    const long SW = (long)direct_sw(g), P = (long)g->oh * g->ow, NB = (long)direct_blocks(g);
+    const long ldz = NB * NN_DIRECT_BLOCK, NV = ldz / 8;
+    const int O = g->out_c, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow;
+    float *xs = ws, *dzs = ws + (long)(g->h + 2 * g->pad) * SW;
+    for (long n = 0; n < B; n++) {
+        stage_plane(xs, x + n * (long)g->h * g->w, g);
+        /* dz, zero-padded to whole blocks, and the bias gradient */
+        for (int o = 0; o < O; o++) {
+            __m256 s = _mm256_setzero_ps();
+            for (int i = 0; i < OH; i++) {
+                float *d = dzs + ((long)o * OH + i) * ldz;
+                long at = (n * O + o) * P + (long)i * OW;
+                nn_act_backward(act, d, dy + at, y + at, OW);
+                for (long j = OW; j < ldz; j++) d[j] = 0.0f;
+                for (long v = 0; v < NV; v++) s = _mm256_add_ps(s, _mm256_loadu_ps(d + v * 8));
+            }
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            db[o] += _mm_cvtss_f32(h);
+        }
+        for (int o = 0; o < O; o += 2) {
+            const int NO = O - o >= 2 ? 2 : 1;
+            for (int ki = 0; ki < KH; ki++) {
+                float *dwr[2] = {dw + ((long)o * KH + ki) * KW,
+                                 dw + ((long)(o + NO - 1) * KH + ki) * KW};
+                const float *dz[2] = {dzs + (long)o * OH * ldz, dzs + (long)(o + NO - 1) * OH * ldz};
+                const float *xr = xs + (long)ki * SW;
+                switch (KW * 2 + NO - 1) {
+#define NN_DW_CASE(k)                                                                            \
+    case 2 * k:                                                                                  \
+        direct_dw_row(dwr, dz, xr, SW, ldz, OH, NV, k, 1);                                       \
+        break;                                                                                   \
+    case 2 * k + 1:                                                                              \
+        direct_dw_row(dwr, dz, xr, SW, ldz, OH, NV, k, 2);                                       \
+        break;
+                    NN_DW_CASE(1) NN_DW_CASE(2) NN_DW_CASE(3) NN_DW_CASE(4)
+                    NN_DW_CASE(5) NN_DW_CASE(6) NN_DW_CASE(7) NN_DW_CASE(8)
+#undef NN_DW_CASE
+                }
+            }
+        }
+    }
+}
+
+/* ---- the direct kernel for C > 1: output channels in the vector lanes -----
+ * For several input channels (LeNet conv2: 6 -> 16, 14x14 -> 10x10) each
+ * sample is a small implicit GEMM, Z^T [P][O] = col^T [P][K] * W^T [K][O],
+ * whose col^T entries are read straight from a zero-padded copy of the
+ * sample (xs [C][h + 2 pad][SWc]) instead of an unfolded matrix:
+ *   forward  a block of JB output pixels of one row times 8 or 16 output
+ *            channels in JB*NV registers; per tap (c, ki, kj) NV weight
+ *            vectors of W^T and JB broadcast pixels. The block goes to a
+ *            pixel-major tmp [oh][OWr][Op], then bias and activation on the
+ *            way to NCHW y (one pass over the output, in L1);
+ *   dW       dz^T [P][Op] (act' applied, transposed once per sample), then
+ *            per (channel group, c, ki) the kw taps x NV vectors of dW^T in
+ *            registers over all output pixels; summed into dWt [K][Op] over
+ *            the batch and added to dw [O][K] once;
+ *   dx       a forward of the same kernel on dz: dx = dz (*) rot180(W)^T
+ *            with padding k - 1 - pad (hence pad < k here), no bias.
+ * Op is O rounded up to 8 (zero weights in the extra lanes, never stored). */
+#define NN_MC_MAX_JB 8
+
+typedef struct {
+    int C, H, W;        /* input planes */
+    int O, Op;          /* output channels, rounded up to 8 */
+    int KH, KW, ph, pw; /* kernel, padding */
+    int OH, OW, JB, OWr, Hs, SWc;
+} mc_geom;
+
+static mc_geom mc_make(int C, int H, int W, int O, int KH, int KW, int ph, int pw)
+{
+    mc_geom m = {.C = C, .H = H, .W = W, .O = O, .Op = (O + 7) / 8 * 8, .KH = KH, .KW = KW,
+                 .ph = ph, .pw = pw};
+    m.OH = H + 2 * ph - KH + 1;
+    m.OW = W + 2 * pw - KW + 1;
+    /* pixel block: 5-6 with two channel vectors, 7-8 with one (10-12 and
+     * 7-8 accumulators), a divisor of the row where there is one */
+    if (m.Op % 16 == 0)
+        m.JB = m.OW % 5 == 0 ? 5 : 6;
+    else
+        m.JB = m.OW % 7 == 0 ? 7 : 8;
+    m.OWr = (m.OW + m.JB - 1) / m.JB * m.JB;
+    m.Hs = H + 2 * ph;
+    m.SWc = m.OWr + KW - 1;
+    return m;
+}
+
+/* floats: xs, tmp */
+static size_t mc_xs_floats(const mc_geom *m) { return (size_t)m->C * m->Hs * m->SWc; }
+static size_t mc_tmp_floats(const mc_geom *m) { return (size_t)m->OH * m->OWr * m->Op; }
+
+static void mc_stage(float *xs, const float *x, const mc_geom *m)
+{
+    memset(xs, 0, mc_xs_floats(m) * sizeof *xs);
+    for (int c = 0; c < m->C; c++)
+        for (int r = 0; r < m->H; r++)
+            memcpy(xs + ((long)c * m->Hs + r + m->ph) * m->SWc + m->pw,
+                   x + ((long)c * m->H + r) * m->W, (size_t)m->W * sizeof *xs);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+mc_block(float *tmp, const float *xs, const float *wt, const mc_geom *m, const int JB,
+         const int NV)
+{
+    __m256 a[NN_MC_MAX_JB][2];
+    for (int jb = 0; jb < JB; jb++)
+        for (int v = 0; v < NV; v++) a[jb][v] = _mm256_setzero_ps();
+    const int Op = m->Op, KW = m->KW;
+    for (int c = 0; c < m->C; c++)
+        for (int ki = 0; ki < m->KH; ki++) {
+            const float *xr = xs + ((long)c * m->Hs + ki) * m->SWc;
+            const float *wk = wt + (long)((c * m->KH + ki) * KW) * Op;
+            for (int kj = 0; kj < KW; kj++) {
+                __m256 wv[2];
+                for (int v = 0; v < NV; v++) wv[v] = _mm256_loadu_ps(wk + (long)kj * Op + 8 * v);
+                for (int jb = 0; jb < JB; jb++) {
+                    __m256 xb = _mm256_broadcast_ss(xr + jb + kj);
+                    for (int v = 0; v < NV; v++) a[jb][v] = _mm256_fmadd_ps(xb, wv[v], a[jb][v]);
+                }
+            }
+        }
+    for (int jb = 0; jb < JB; jb++)
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(tmp + (long)jb * Op + 8 * v, a[jb][v]);
+}
+
+/* tmp [OH][OWr][Op] = the correlation of the staged sample with wt [K][Op]. */
+__attribute__((target("avx2,fma"))) static void mc_correlate(float *tmp, const float *xs,
+                                                             const float *wt, const mc_geom *m)
+{
+    for (int og = 0; og < m->Op; og += 16) {
+        const bool two = og + 16 <= m->Op;
+        for (int i = 0; i < m->OH; i++)
+            for (int j0 = 0; j0 < m->OW; j0 += m->JB) {
+                float *t = tmp + ((long)i * m->OWr + j0) * m->Op + og;
+                const float *x0 = xs + (long)i * m->SWc + j0;
+                const float *w0 = wt + og;
+                if (two && m->JB == 5)
+                    mc_block(t, x0, w0, m, 5, 2);
+                else if (two)
+                    mc_block(t, x0, w0, m, 6, 2);
+                else if (m->JB == 7)
+                    mc_block(t, x0, w0, m, 7, 1);
+                else
+                    mc_block(t, x0, w0, m, 8, 1);
+            }
+    }
+}
+
+/* y [O][OH][OW] = act(tmp^T + b) (b may be NULL: no bias) */
+static void mc_unpack(float *y, const float *tmp, const float *b, const mc_geom *m, nn_act act)
+{
+    const long P = (long)m->OH * m->OW;
+    for (int o = 0; o < m->O; o++) {
+        float *yo = y + o * P;
+        float bo = b ? b[o] : 0.0f;
+        for (int i = 0; i < m->OH; i++) {
+            const float *t = tmp + (long)i * m->OWr * m->Op + o;
+            float *yr = yo + (long)i * m->OW;
+            for (int j = 0; j < m->OW; j++) yr[j] = t[(long)j * m->Op] + bo;
+        }
+        if (act != NN_ACT_NONE) nn_act_forward(act, yo, yo, P);
+    }
+}
+
+static mc_geom mc_forward_geom(const nn_conv_geom *g)
+{
+    return mc_make(g->c, g->h, g->w, g->out_c, g->kh, g->kw, g->pad, g->pad);
+}
+
+/* forward: wt, xs, tmp; backward: dWt, dz^T, xs, then dz and col of `chunk`
+ * samples for the dx GEMM */
+static size_t mc_workspace(const nn_conv_geom *g, long chunk)
+{
+    mc_geom f = mc_forward_geom(g);
+    size_t K = (size_t)g->c * g->kh * g->kw, P = (size_t)g->oh * g->ow;
+    size_t fwd = K * (size_t)f.Op + mc_xs_floats(&f) + mc_tmp_floats(&f);
+    size_t bwd = K * (size_t)f.Op + P * (size_t)f.Op + mc_xs_floats(&f) +
+                 (size_t)chunk * P * ((size_t)g->out_c + K);
+    return DT_MAX(fwd, bwd);
+}
+
+__attribute__((target("avx2,fma"))) static void mc_forward(float *y, const float *x,
+                                                           const float *w, const float *b, long B,
+                                                           const nn_conv_geom *g, nn_act act,
+                                                           float *ws)
+{
+    const mc_geom m = mc_forward_geom(g);
+    const long K = (long)g->c * g->kh * g->kw, P = (long)g->oh * g->ow;
+    float *wt = ws, *xs = wt + K * m.Op, *tmp = xs + mc_xs_floats(&m);
+    for (long k = 0; k < K; k++)
+        for (int o = 0; o < m.Op; o++) wt[k * m.Op + o] = o < m.O ? w[(long)o * K + k] : 0.0f;
+    for (long n = 0; n < B; n++) {
+        mc_stage(xs, x + n * (long)g->c * g->h * g->w, &m);
+        mc_correlate(tmp, xs, wt, &m);
+        mc_unpack(y + n * m.O * P, tmp, b, &m, act);
+    }
+}
+
+/* dWt[c,ki,kj][og..og+8*NV) += sum over pixels of xs[c][i+ki][j+kj] * dzt[i][j][og..] */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+mc_dw_rows(float *dwt, const float *dzt, const float *xs, const mc_geom *m, int c, int ki,
+           const int KW, const int NV)
+{
+    __m256 acc[NN_DIRECT_MAX_KW][2];
+    for (int kj = 0; kj < KW; kj++)
+        for (int v = 0; v < NV; v++) acc[kj][v] = _mm256_setzero_ps();
+    for (int i = 0; i < m->OH; i++) {
+        const float *xr = xs + ((long)c * m->Hs + i + ki) * m->SWc;
+        const float *dr = dzt + (long)i * m->OW * m->Op;
+        for (int j = 0; j < m->OW; j++) {
+            __m256 d[2];
+            for (int v = 0; v < NV; v++) d[v] = _mm256_loadu_ps(dr + (long)j * m->Op + 8 * v);
+            for (int kj = 0; kj < KW; kj++) {
+                __m256 xb = _mm256_broadcast_ss(xr + j + kj);
+                for (int v = 0; v < NV; v++) acc[kj][v] = _mm256_fmadd_ps(xb, d[v], acc[kj][v]);
+            }
+        }
+    }
+    float *dst = dwt + (long)((c * m->KH + ki) * KW) * m->Op;
+    for (int kj = 0; kj < KW; kj++)
+        for (int v = 0; v < NV; v++) {
+            float *p = dst + (long)kj * m->Op + 8 * v;
+            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[kj][v]));
+        }
+}
+
+/* col2im at stride 1 with 8-wide adds: the rows of LeNet conv2 are 10
+ * floats, where the scalar loop of col2im took as long as the dx GEMM
+ * (about 8 instructions per add). Same sums in the same order as col2im. */
+__attribute__((target("avx2,fma"))) static void col2im_s1(float *dx, const float *col, long G,
+                                                          const nn_conv_geom *g)
+{
+    const int OW = g->ow, OH = g->oh, H = g->h, W = g->w;
+    const long P = (long)OH * OW, ld = G * P, plane = (long)H * W, in_size = plane * g->c;
+    memset(dx, 0, (size_t)(G * in_size) * sizeof *dx);
+    for (int c = 0; c < g->c; c++)
+        for (int ki = 0; ki < g->kh; ki++)
+            for (int kj = 0; kj < g->kw; kj++) {
+                const float *row = col + ((long)(c * g->kh + ki) * g->kw + kj) * ld;
+                int lo, hi;
+                valid_range(kj, g, &lo, &hi);
+                const int off = kj - g->pad, len = hi - lo;
+                for (long n = 0; n < G; n++) {
+                    float *xp = dx + n * in_size + c * plane;
+                    const float *src = row + n * P;
+                    for (int i = 0; i < OH; i++) {
+                        int ih = i + ki - g->pad;
+                        if (ih < 0 || ih >= H) continue;
+                        const float *d = src + (long)i * OW + lo;
+                        float *xr = xp + (long)ih * W + lo + off;
+                        int j = 0;
+                        for (; j + 8 <= len; j += 8)
+                            _mm256_storeu_ps(xr + j, _mm256_add_ps(_mm256_loadu_ps(xr + j),
+                                                                   _mm256_loadu_ps(d + j)));
+                        if (j < len) {
+                            __m256i mask = lanes_below(len - j);
+                            __m256 v = _mm256_add_ps(_mm256_maskload_ps(xr + j, mask),
+                                                     _mm256_maskload_ps(d + j, mask));
+                            _mm256_maskstore_ps(xr + j, mask, v);
+                        }
+                    }
+                }
+            }
+}
+
+__attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw, float *db,
+                                                            const float *dy, const float *y,
+                                                            const float *x, const float *w,
+                                                            long B, const nn_conv_geom *g,
+                                                            nn_act act, float *ws, long chunk)
+{
+    const mc_geom m = mc_forward_geom(g);
+    const int O = g->out_c, C = g->c, KH = g->kh, KW = g->kw, Op = m.Op;
+    const long K = (long)C * KH * KW, P = (long)g->oh * g->ow, in_size = (long)C * g->h * g->w;
+    float *dwt = ws, *dzt = dwt + K * Op, *xs = dzt + P * Op, *dz = xs + mc_xs_floats(&m);
+    float *col = dz + (long)O * chunk * P;
+    memset(dwt, 0, (size_t)(K * Op) * sizeof *dwt);
+    for (long n0 = 0; n0 < B; n0 += chunk) {
+        const long G = DT_MIN(chunk, B - n0), GP = G * P;
+        for (long n = n0; n < n0 + G; n++) {
+            /* dz [O][G*P] as the dx GEMM wants it, and dz^T for dW */
+            for (int o = 0; o < O; o++)
+                nn_act_backward(act, dz + o * GP + (n - n0) * P, dy + (n * O + o) * P,
+                                y + (n * O + o) * P, P);
+            for (int o = 0; o < Op; o++) {
+                const float *src = dz + o * GP + (n - n0) * P;
+                float s = 0.0f;
+                for (long p = 0; p < P; p++) {
+                    float v = o < O ? src[p] : 0.0f;
+                    dzt[p * Op + o] = v;
+                    s += v;
+                }
+                if (o < O) db[o] += s;
+            }
+            mc_stage(xs, x + n * in_size, &m);
+            for (int og = 0; og < Op; og += 16) {
+                const bool two = og + 16 <= Op && KW <= 6;
+                for (int c = 0; c < C; c++)
+                    for (int ki = 0; ki < KH; ki++) {
+                        if (two) {
+                            switch (KW) {
+#define NN_MC_CASE(k)                                                                            \
+    case k:                                                                                      \
+        mc_dw_rows(dwt + og, dzt + og, xs, &m, c, ki, k, 2);                                     \
+        break;
+                                NN_MC_CASE(1) NN_MC_CASE(2) NN_MC_CASE(3) NN_MC_CASE(4)
+                                NN_MC_CASE(5) NN_MC_CASE(6)
+#undef NN_MC_CASE
+                            }
+                        } else {
+                            for (int o8 = og; o8 < DT_MIN(og + 16, Op); o8 += 8)
+                                switch (KW) {
+#define NN_MC_CASE(k)                                                                            \
+    case k:                                                                                      \
+        mc_dw_rows(dwt + o8, dzt + o8, xs, &m, c, ki, k, 1);                                     \
+        break;
+                                    NN_MC_CASE(1) NN_MC_CASE(2) NN_MC_CASE(3) NN_MC_CASE(4)
+                                    NN_MC_CASE(5) NN_MC_CASE(6) NN_MC_CASE(7) NN_MC_CASE(8)
+#undef NN_MC_CASE
+                                }
+                        }
+                    }
+            }
+        }
+        if (dx) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, O, 1.0f, w,
+                        (int)K, dz, (int)GP, 0.0f, col, (int)GP);
+            col2im_s1(dx + n0 * in_size, col, G, g);
+        }
+    }
+    for (int o = 0; o < O; o++)
+        for (long k = 0; k < K; k++) dw[(long)o * K + k] += dwt[k * Op + o];
+}
+#else
+#define NN_HAVE_DIRECT 0
+#endif
+
+bool nn_conv_is_direct(const nn_conv_geom *g)
+{
+#if NN_HAVE_DIRECT
+    if (g->stride != 1 || g->kw > NN_DIRECT_MAX_KW || !cpu_has_avx2_fma()) return false;
+    return true;
+#else
+    (void)g;
+    return false;
+#endif
+}
+
+size_t nn_conv_workspace(const nn_conv_geom *g, long chunk)
+{
+    size_t P = (size_t)g->oh * (size_t)g->ow;
+    size_t K = (size_t)g->c * (size_t)g->kh * (size_t)g->kw;
+    size_t unfold = (size_t)chunk * P * (K + (size_t)g->out_c);
+    if (!nn_conv_is_direct(g)) return unfold;
+#if NN_HAVE_DIRECT
+    size_t direct = g->c > 1 ? mc_workspace(g, chunk)
+                             : ((size_t)g->h + 2 * (size_t)g->pad) * direct_sw(g) +
+                                   (size_t)g->out_c * (size_t)g->oh * direct_blocks(g) *
+                                       NN_DIRECT_BLOCK;
+#else
+    size_t direct = 0;
+#endif
+    return DT_MAX(unfold, direct);
 }
 
 /* d[0..n) = s[0..n) for the short runs of im2col (n <= ow: 28 and 10 floats
@@ -186,6 +712,15 @@ void nn_conv_forward(float *y, const float *x, const float *w, const float *b, l
 {
     const long P = (long)g->oh * g->ow, K = (long)g->c * g->kh * g->kw, O = g->out_c;
     const long in_size = (long)g->c * g->h * g->w;
+#if NN_HAVE_DIRECT
+    if (nn_conv_is_direct(g)) {
+        if (g->c == 1)
+            direct_forward(y, x, w, b, B, g, act, ws);
+        else
+            mc_forward(y, x, w, b, B, g, act, ws);
+        return;
+    }
+#endif
     for (long n0 = 0; n0 < B; n0 += chunk) {
         long G = DT_MIN(chunk, B - n0);
         float *col = ws, *z = ws + (size_t)(G * P * K);
@@ -204,6 +739,16 @@ void nn_conv_backward(float *dx, float *dw, float *db, const float *dy, const fl
 {
     const long P = (long)g->oh * g->ow, K = (long)g->c * g->kh * g->kw, O = g->out_c;
     const long in_size = (long)g->c * g->h * g->w;
+#if NN_HAVE_DIRECT
+    if (nn_conv_is_direct(g) && g->c > 1) {
+        mc_backward(dx, dw, db, dy, y, x, w, B, g, act, ws, chunk);
+        return;
+    }
+    if (!dx && nn_conv_is_direct(g)) {
+        direct_backward_params(dw, db, dy, y, x, B, g, act, ws);
+        return;
+    }
+#endif
     for (long n0 = 0; n0 < B; n0 += chunk) {
         long G = DT_MIN(chunk, B - n0), GP = G * P;
         float *col = ws, *dz = ws + (size_t)(GP * K);

@@ -54,6 +54,10 @@ int nn_conv_geom_init(nn_conv_geom *g);
 /* Floats of workspace the kernels need when they im2col `chunk` samples
  * at a time (chunk >= 1; results do not depend on it). */
 size_t nn_conv_workspace(const nn_conv_geom *g, long chunk);
+/* True when this geometry runs the direct kernels (1 input channel, stride 1,
+ * kw <= 8, a CPU with AVX2+FMA) instead of im2col + sgemm: forward always,
+ * backward when dx is NULL (see conv.c). */
+bool nn_conv_is_direct(const nn_conv_geom *g);
 void nn_conv_forward(float *y, const float *x, const float *w, const float *b, long B,
                      const nn_conv_geom *g, nn_act act, float *ws, long chunk);
 /* dy is read-only here (dz lives in the workspace). */

@@ -423,6 +423,59 @@ START_TEST(test_conv_grad)
 }
 END_TEST
 
+/* The first layer's backward is asked for no dx (dx == NULL), which is when
+ * a 1-channel stride-1 conv forms dW and db with its direct kernel: run that
+ * for the parameter gradient and take dx from a second backward into a
+ * scratch gradient. */
+static void conv_run_nodx(const fd_case *c, float *y, float *dx, float *dp, const float *x,
+                          const float *p, float *dy)
+{
+    long nw = (long)c->g.out_c * c->g.c * c->g.kh * c->g.kw;
+    float *ws = malloc(sizeof(float) * nn_conv_workspace(&c->g, c->chunk));
+    float *scratch = calloc((size_t)c->np, sizeof(float));
+    nn_conv_forward(y, x, p, p + nw, c->B, &c->g, c->act, ws, c->chunk);
+    nn_conv_backward(NULL, dp, dp + nw, dy, y, x, p, c->B, &c->g, c->act, ws, c->chunk);
+    nn_conv_backward(dx, scratch, scratch + nw, dy, y, x, p, c->B, &c->g, c->act, ws, c->chunk);
+    free(scratch);
+    free(ws);
+}
+
+static int check_conv_nodx(int H, int W, int O, int kh, int kw, int pad, long B, nn_act act,
+                           int corrupt)
+{
+    fd_case c = {.name = "conv (no dx)", .ref = conv_ref, .run = conv_run_nodx, .B = B,
+                 .chunk = 1, .act = act,
+                 .g = {.c = 1, .h = H, .w = W, .out_c = O, .kh = kh, .kw = kw, .stride = 1,
+                       .pad = pad}};
+    ck_assert_int_eq(nn_conv_geom_init(&c.g), 0);
+    c.nx = B * H * W;
+    c.np = (long)O * kh * kw + O;
+    c.ny = B * O * c.g.oh * c.g.ow;
+    float *x = malloc(sizeof(float) * (size_t)c.nx), *p = malloc(sizeof(float) * (size_t)c.np);
+    fill_uniform(x, c.nx, 23, -1, 1);
+    fill_uniform(p, c.np, 24, -0.5f, 0.5f);
+    int bad = fd_check(&c, x, p, corrupt);
+    free(x);
+    free(p);
+    return bad;
+}
+
+START_TEST(test_conv_grad_one_channel)
+{
+    /* H W O kh kw pad B: output rows of 35 (two 32-column blocks, a ragged
+     * tail), an odd number of output channels, kh != kw, the widest kernel
+     * the direct path takes (kw 8) and the narrowest */
+    ck_assert_int_eq(check_conv_nodx(6, 35, 3, 5, 5, 2, 2, NN_ACT_NONE, 0), 0);
+    ck_assert_int_eq(check_conv_nodx(5, 9, 2, 3, 2, 1, 3, NN_ACT_TANH, 0), 0);
+    ck_assert_int_eq(check_conv_nodx(4, 12, 4, 2, 8, 0, 2, NN_ACT_SIGMOID, 0), 0);
+    ck_assert_int_eq(check_conv_nodx(5, 7, 1, 1, 1, 0, 2, NN_ACT_NONE, 0), 0);
+    ck_assert_int_eq(check_conv_nodx(4, 30, 2, 5, 5, 2, 2, NN_ACT_RELU, 0), 0);
+    quiet = true; /* the checker must see a wrong weight gradient */
+    ck_assert_int_gt(check_conv_nodx(6, 35, 3, 5, 5, 2, 2, NN_ACT_NONE, 2), 0);
+    quiet = false;
+}
+END_TEST
+
 START_TEST(test_conv_grad_relu)
 {
     ck_assert_int_eq(check_conv(2, 6, 6, 3, 3, 3, 2, 2, 2, 2, NN_ACT_RELU, 0), 0);
@@ -977,6 +1030,7 @@ int main(void)
     tcase_add_test(kinds, test_softmax_ce_values);
     tcase_add_test(kinds, test_conv_grad);
     tcase_add_test(kinds, test_conv_grad_relu);
+    tcase_add_test(kinds, test_conv_grad_one_channel);
     tcase_add_test(kinds, test_maxpool_grad);
     tcase_add_test(kinds, test_maxpool_ties);
     tcase_add_test(kinds, test_checker_catches_errors);
