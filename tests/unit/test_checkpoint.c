@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "dtrain/checkpoint.h"
 
 /* internal entry points of checkpoint.c, exported for this suite */
@@ -948,10 +949,7 @@ int main(void)
         perror("mkdtemp");
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(checkpoint_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = dt_check_run(checkpoint_suite());
     rm_rf(rootdir);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return status;
 }
