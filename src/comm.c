@@ -1,10 +1,100 @@
-/* comm.c - MPI start-up, the agreed verdict, allreduce, replica checks. */
+/* comm.c - MPI start-up, the agreed verdict, allreduce, replica checks.
+ *
+ * Every collective of a run waits through dt__comm_wait(): it polls the requests
+ * instead of blocking in MPI_Wait, so that it can give up. A rank that
+ * stops responding (SIGSTOP, a hung file system, a dead NIC) would
+ * otherwise keep every other rank spinning in the collective until the
+ * batch system's time limit; after comm.timeout_s each waiting rank says
+ * which step and which exchange hung and the job ends with DT_ETIMEOUT. The
+ * same loop notices a launcher that was killed (mpirun SIGKILLed by a time
+ * limit): the ranks then leave instead of running on as orphans. */
 #include "dtrain/comm.h"
 
 #include <mpi.h>
+
+#include "comm_internal.h"
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void mpi_abort_hook(void) { MPI_Abort(MPI_COMM_WORLD, 1); }
+
+/* ---- waiting with a deadline -------------------------------------------- */
+
+static struct {
+    double timeout_s; /* 0: wait forever */
+    long step;        /* named in the message */
+    int rank;
+    pid_t launcher;   /* our parent at start-up, when a launcher started us */
+} watchdog;
+
+void dt_comm_set_timeout(double seconds) { watchdog.timeout_s = seconds > 0 ? seconds : 0; }
+void dt_comm_set_step(long step) { watchdog.step = step; }
+
+static bool launcher_gone(void)
+{
+    return watchdog.launcher > 1 && getppid() != watchdog.launcher;
+}
+
+static _Noreturn void leave_orphaned(void)
+{
+    fprintf(stderr, "dtrain: rank %d: the launcher (pid %d) is gone; exiting\n", watchdog.rank,
+            (int)watchdog.launcher);
+    _exit(DT_EINTERNAL);
+}
+
+void dt_comm_exit_if_orphaned(void)
+{
+    if (launcher_gone()) leave_orphaned();
+}
+
+static _Noreturn void watchdog_expired(const char *what)
+{
+    fprintf(stderr,
+            "dtrain: rank %d: step %ld: %s did not complete within comm.timeout_s = %g s (a "
+            "rank stopped responding); ending the job with status %d; continue with --resume "
+            "latest\n",
+            watchdog.rank, watchdog.step, what, watchdog.timeout_s, (int)DT_ETIMEOUT);
+    fflush(stderr);
+    /* The other live ranks reach their own deadline within moments (they
+     * entered the same collective); give them that long to say so before
+     * the abort takes the job down. */
+    sleep(1);
+    MPI_Abort(MPI_COMM_WORLD, DT_ETIMEOUT);
+    _exit(DT_ETIMEOUT); /* not reached */
+}
+
+static bool watching(void)
+{
+#ifdef DTRAIN_SMPI
+    return false;
+#endif
+    return watchdog.timeout_s > 0;
+}
+
+/* Complete n requests, or end the job when the deadline passes. The clock
+ * and the parent are read every 64 polls (about a microsecond each), so
+ * the watchdog costs nothing next to the collective itself. */
+void dt__comm_wait(int n, MPI_Request *req, const char *what)
+{
+    /* Unwatched (and under SMPI, whose simulated clock advances per
+     * MPI_Test call): block. */
+    if (!watching()) {
+        MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
+        return;
+    }
+    const double deadline = MPI_Wtime() + watchdog.timeout_s;
+    for (unsigned polls = 1;; polls++) {
+        int done = 0;
+        MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
+        if (done) return;
+        if (polls % 64) continue;
+        if (MPI_Wtime() > deadline) watchdog_expired(what);
+        if (launcher_gone()) leave_orphaned();
+    }
+}
 
 dt_status dt_comm_init(int *argc, char ***argv, dt_comm *c)
 {
@@ -29,6 +119,11 @@ dt_status dt_comm_init(int *argc, char ***argv, dt_comm *c)
 
     dt_set_log_rank(c->rank);
     dt_set_abort_hook(mpi_abort_hook);
+    watchdog.rank = c->rank;
+    /* Started by mpirun (or srun with Open MPI's PMIx): our parent is the
+     * launcher or its daemon. A singleton run keeps no such tie, so that
+     * `nohup dtrain ... &` survives its shell. */
+    if (getenv("OMPI_COMM_WORLD_SIZE") && getppid() > 1) watchdog.launcher = getppid();
     return DT_OK;
 }
 
@@ -43,7 +138,9 @@ dt_status dt_comm_agree(const dt_comm *c, dt_status local, dt_error *err)
 {
     /* Lowest failing rank wins: a MIN over (failed ? rank : world). */
     int mine = local != DT_OK ? c->rank : c->world, first;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Request req;
+    MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &req);
+    dt__comm_wait(1, &req, "the agreement on a verdict");
     if (first == c->world) return DT_OK;
     struct {
         int code;
@@ -53,7 +150,8 @@ dt_status dt_comm_agree(const dt_comm *c, dt_status local, dt_error *err)
         verdict.code = (int)local;
         memcpy(verdict.msg, err->msg, sizeof verdict.msg);
     }
-    MPI_Bcast(&verdict, (int)sizeof verdict, MPI_BYTE, first, MPI_COMM_WORLD);
+    MPI_Ibcast(&verdict, (int)sizeof verdict, MPI_BYTE, first, MPI_COMM_WORLD, &req);
+    dt__comm_wait(1, &req, "the agreement on a verdict");
     err->code = (dt_status)verdict.code;
     memcpy(err->msg, verdict.msg, sizeof err->msg);
     err->msg[sizeof err->msg - 1] = 0;
@@ -61,39 +159,51 @@ dt_status dt_comm_agree(const dt_comm *c, dt_status local, dt_error *err)
 }
 
 /* MPI counts are int: split very large buffers. */
-static void allreduce_chunks(void *buf, size_t n, MPI_Datatype type, size_t elem)
+static void allreduce_chunks(void *buf, size_t n, MPI_Datatype type, size_t elem,
+                             const char *what)
 {
     const size_t chunk = (size_t)1 << 30;
     for (size_t off = 0; off < n; off += chunk) {
         size_t count = DT_MIN(chunk, n - off);
-        MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * elem, (int)count, type, MPI_SUM,
-                      MPI_COMM_WORLD);
+        void *part = (char *)buf + off * elem;
+        if (!watching()) { /* Open MPI's tuned blocking algorithms */
+            MPI_Allreduce(MPI_IN_PLACE, part, (int)count, type, MPI_SUM, MPI_COMM_WORLD);
+            continue;
+        }
+        MPI_Request req;
+        MPI_Iallreduce(MPI_IN_PLACE, part, (int)count, type, MPI_SUM, MPI_COMM_WORLD, &req);
+        dt__comm_wait(1, &req, what);
     }
 }
 
 void dt_comm_allreduce_sum(float *buf, size_t n)
 {
-    allreduce_chunks(buf, n, MPI_FLOAT, sizeof(float));
+    allreduce_chunks(buf, n, MPI_FLOAT, sizeof(float), "the gradient allreduce");
 }
 
 void dt_comm_allreduce_sum_d(double *buf, size_t n)
 {
-    allreduce_chunks(buf, n, MPI_DOUBLE, sizeof(double));
+    allreduce_chunks(buf, n, MPI_DOUBLE, sizeof(double), "an allreduce of sums");
 }
 
 void dt_comm_bcast(void *buf, size_t bytes, int root)
 {
     const size_t chunk = (size_t)1 << 30;
-    for (size_t off = 0; off < bytes; off += chunk)
-        MPI_Bcast((char *)buf + off, (int)DT_MIN(chunk, bytes - off), MPI_BYTE, root,
-                  MPI_COMM_WORLD);
+    for (size_t off = 0; off < bytes; off += chunk) {
+        MPI_Request req;
+        MPI_Ibcast((char *)buf + off, (int)DT_MIN(chunk, bytes - off), MPI_BYTE, root,
+                   MPI_COMM_WORLD, &req);
+        dt__comm_wait(1, &req, "a broadcast");
+    }
 }
 
 int dt_comm_all_equal_u64(uint64_t value)
 {
     uint64_t mm[2] = {value, ~value}, out[2];
     /* max of v and max of ~v (= ~min v) in one call */
-    MPI_Allreduce(mm, out, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Request req;
+    MPI_Iallreduce(mm, out, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD, &req);
+    dt__comm_wait(1, &req, "the replica check");
     return out[0] == ~out[1];
 }
 
@@ -204,12 +314,11 @@ float *dt_grad_sync_finish(dt_grad_sync *s)
     }
     s->ready_from = 0;
     start_ready_buckets(s);
-    MPI_Waitall(s->n_buckets, s->req, MPI_STATUSES_IGNORE);
+    dt__comm_wait(s->n_buckets, s->req, "the gradient allreduce");
     return s->recv;
 }
 
 double dt_grad_sync_ready_seconds(const dt_grad_sync *s) { return s->ready_seconds; }
 int dt_grad_sync_buckets(const dt_grad_sync *s) { return s->overlap ? s->n_buckets : 1; }
 
-void dt_comm_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
 double dt_comm_time(void) { return MPI_Wtime(); }

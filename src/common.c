@@ -28,6 +28,7 @@ const char *dt_status_name(dt_status code)
         [DT_EDATA] = "data error",
         [DT_EDIVERGED] = "diverged",
         [DT_EPREEMPTED] = "preempted",
+        [DT_ETIMEOUT] = "timed out",
     };
     if ((unsigned)code < DT_ARRAY_LEN(names) && names[code]) return names[code];
     return "error";

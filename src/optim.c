@@ -376,3 +376,60 @@ void dt_optim_step(dt_optimizer *opt, float *w, const float *g, double lr)
     opt->t++;
     k->step(&opt->hp, opt->t, lr, opt->n, w, g, opt->state[0], opt->state[1]);
 }
+
+/* ---- ranges: the sharded and the overlapped update ------------------------
+ * The same elementwise operations as above on [lo, hi) of the arenas, so
+ * that an update applied range by range is bit-identical to the whole one
+ * (the norm for clipping aside, whose sum runs in another order). */
+
+bool dt_optim_prepare_range(const dt_optimizer *opt, const float *w, float *g, float scale,
+                            size_t lo, size_t hi, double *piece_sumsq)
+{
+    const dt_optim_hparams *hp = &opt->hp;
+    const size_t n = hi - lo;
+    const bool decay = kind_of(hp)->coupled_decay && hp->weight_decay != 0;
+    *piece_sumsq = 0;
+    if (hp->clip_grad_norm > 0 || !decay) {
+        if (!dt_scale_all_finite(g + lo, n, scale)) return false;
+        if (hp->clip_grad_norm > 0)
+            *piece_sumsq = decay ? decay_sumsq(g + lo, w + lo, (float)hp->weight_decay, n)
+                           : sumsq(g + lo, n);
+        return true;
+    }
+    const float wd = (float)hp->weight_decay;
+    uint32_t bad = 0;
+    for (size_t i = lo; i < hi; i++) {
+        float v = g[i] * scale;
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+        g[i] = v + wd * w[i];
+    }
+    return !bad;
+}
+
+float dt_optim_clip_factor(const dt_optimizer *opt, double total_sumsq)
+{
+    if (opt->hp.clip_grad_norm <= 0) return 1.0f;
+    double scale = opt->hp.clip_grad_norm / (sqrt(total_sumsq) + 1e-6);
+    return scale < 1.0 ? (float)scale : 1.0f;
+}
+
+void dt_optim_scale_range(float *g, size_t lo, size_t hi, float s)
+{
+    if (s == 1.0f) return;
+    for (size_t i = lo; i < hi; i++) g[i] *= s;
+}
+
+void dt_optim_step_range(const dt_optimizer *opt, float *w, const float *g, double lr, size_t lo,
+                         size_t hi)
+{
+    const optimizer_kind *k = kind_of(&opt->hp);
+    DT_CHECK(opt->slots >= k->state_slots && hi <= opt->n && lo <= hi);
+    float *s0 = opt->state[0] ? opt->state[0] + lo : NULL;
+    float *s1 = opt->state[1] ? opt->state[1] + lo : NULL;
+    k->step(&opt->hp, opt->t + 1, lr, hi - lo, w + lo, g + lo, s0, s1);
+}
+
+void dt_optim_advance(dt_optimizer *opt) { opt->t++; }
+

@@ -21,42 +21,68 @@ static int is_fallback_core(const char *core)
     return 0;
 }
 
+/* The AVX-512 or AVX2 kernel family this CPU can run, or NULL. */
+static const char *best_core_for_cpu(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
+}
+
+/* Set in the re-executed image: which core it was given. It also stops a
+ * second re-exec, should OpenBLAS ignore OPENBLAS_CORETYPE. */
+#define REEXEC_MARK "DTRAIN_BLAS_REEXECUTED"
+
 void dt_runtime_fix_blas_kernel(char **argv)
 {
-    /* DTRAIN_BLAS_REEXEC: "0" never; "force" even when the user's own
-     * OPENBLAS_CORETYPE chose a fallback core (the test of this path on CPUs
-     * that OpenBLAS does recognise); unset: only when OpenBLAS guessed. */
+    /* DTRAIN_BLAS_REEXEC: "0" never; unset: only when OpenBLAS guessed a
+     * fallback core on its own; "force": always, exactly once (the test of
+     * this path on CPUs that OpenBLAS does recognise), with the best core
+     * when the current one is a fallback (even one the user chose), else
+     * the core in use, so the forced image computes what the plain one
+     * would. */
 #ifdef DTRAIN_SMPI
     (void)argv; /* every simulated rank is a thread of smpirun: no exec */
     return;
 #endif
+    if (getenv(REEXEC_MARK)) return;
     const char *mode = getenv("DTRAIN_BLAS_REEXEC");
     if (mode && strcmp(mode, "0") == 0) return;
-    bool force = mode && strcmp(mode, "force") == 0;
-    if (getenv("OPENBLAS_CORETYPE") && !force) return;
-    if (!is_fallback_core(openblas_get_corename())) return;
-    __builtin_cpu_init();
-    const char *want = NULL;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        want = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        want = "Haswell";
-    if (!want) return;
-    /* DTRAIN_BLAS_REEXEC=0 in the new image guards against a loop should
-     * OpenBLAS ignore the variable. */
-    const char *user = getenv("OPENBLAS_CORETYPE");
+    const bool force = mode && strcmp(mode, "force") == 0;
+    const char *core = openblas_get_corename();
+    const bool fallback = is_fallback_core(core);
+    if (!force && (getenv("OPENBLAS_CORETYPE") || !fallback)) return;
+    const char *want = fallback ? best_core_for_cpu() : core;
+    if (!want) return; /* nothing better to offer: keep the SSE kernels */
+
+    /* Exec the binary's real path, not /proc/self/exe: the kernel names a
+     * process after the file it executes, and ps, top, pgrep -x dtrain and
+     * the signals of users, tests and batch scripts go by that name. argv
+     * is passed on unchanged. */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0 || (size_t)len >= sizeof self - 1) return;
+    self[len] = 0;
     char saved[64] = "";
+    const char *user = getenv("OPENBLAS_CORETYPE");
     if (user) snprintf(saved, sizeof saved, "%s", user);
-    setenv("OPENBLAS_CORETYPE", want, 1);
-    setenv("DTRAIN_BLAS_REEXEC", "0", 1);
-    execv("/proc/self/exe", argv);
+    char wanted[64];
+    snprintf(wanted, sizeof wanted, "%s", want); /* `core` is OpenBLAS's buffer */
+    setenv("OPENBLAS_CORETYPE", wanted, 1);
+    setenv(REEXEC_MARK, wanted, 1);
+    execv(self, argv);
     /* exec failed: carry on with the kernel we have; the log shows which. */
+    unsetenv(REEXEC_MARK);
     if (saved[0])
         setenv("OPENBLAS_CORETYPE", saved, 1);
     else
         unsetenv("OPENBLAS_CORETYPE");
 }
+
+bool dt_runtime_reexecuted(void) { return getenv(REEXEC_MARK) != NULL; }
 
 const char *dt_runtime_blas_core(void) { return openblas_get_corename(); }
 

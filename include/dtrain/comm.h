@@ -64,7 +64,18 @@ float *dt_grad_sync_finish(dt_grad_sync *s);
 double dt_grad_sync_ready_seconds(const dt_grad_sync *s);
 int dt_grad_sync_buckets(const dt_grad_sync *s);
 
-void dt_comm_barrier(void);
 double dt_comm_time(void); /* MPI_Wtime */
+
+/* ---- the watchdog ------------------------------------------------------------
+ * Every collective above waits by polling. With a timeout > 0, a collective
+ * that has not completed after `seconds` prints one line on each waiting
+ * rank (naming the step set by dt_comm_set_step and the exchange) and ends
+ * the job with exit status DT_ETIMEOUT (MPI_Abort). 0 waits forever. */
+void dt_comm_set_timeout(double seconds);
+void dt_comm_set_step(long step);
+/* A rank started by a launcher (mpirun, srun) whose launcher has died is an
+ * orphan: it prints one line and exits. Checked inside every wait and by
+ * this call (once per update, for ranks that are not waiting). */
+void dt_comm_exit_if_orphaned(void);
 
 #endif

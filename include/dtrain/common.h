@@ -20,7 +20,8 @@ typedef enum {
     DT_ECONFIG = 2,   /* bad command line or configuration */
     DT_EDATA = 3,     /* bad data or checkpoint file */
     DT_EDIVERGED = 4, /* non-finite gradient under nonfinite: abort */
-    DT_EPREEMPTED = 5 /* stopped by a signal after writing a checkpoint */
+    DT_EPREEMPTED = 5, /* stopped by a signal after writing a checkpoint */
+    DT_ETIMEOUT = 6    /* a collective did not complete within comm.timeout_s */
 } dt_status;
 
 #define DT_ERRMSG_MAX 1024

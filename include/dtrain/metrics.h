@@ -63,6 +63,25 @@ void dt_metrics_note(dt_metrics *m, const char *fmt, ...) __attribute__((format(
 dt_status dt_metrics_write_summary(dt_metrics *m, const dt_summary *s, dt_error *err);
 void dt_metrics_close(dt_metrics *m);
 
+/* The facts of a run, said once at its start (report.c). */
+typedef struct {
+    const char *name;
+    int world, nodes, threads;
+    const char *blas_core;
+    bool reexecuted;    /* the BLAS re-exec happened (runtime.h) */
+    size_t n_params;
+    const char *layers; /* one line per layer */
+    bool overlap;       /* bucketed gradient allreduce overlapped with backward */
+    int buckets;
+    long bucket_kb;
+    long train_samples, test_samples, total_steps, global_batch, updates_per_epoch;
+    const char *optimizer, *schedule, *out_dir;
+    double lr;
+} dt_run_facts;
+void dt_metrics_startup(dt_metrics *m, const dt_run_facts *f);
+/* The closing line, after the summary was written. */
+void dt_metrics_finish(dt_metrics *m, const dt_summary *s);
+
 /* JSON helpers also used elsewhere: a number (null when not finite). */
 void dt_json_number(FILE *f, double v);
 

@@ -65,11 +65,11 @@ void dt_model_free(dt_model *m);
 size_t dt_model_param_count(const dt_model *m);
 float *dt_model_params(dt_model *m); /* the parameter arena */
 float *dt_model_grads(dt_model *m);  /* the gradient arena, same layout */
-/* DT_GRAD_EXTRA floats right after the gradient arena, zeroed with it: the
- * trainer piggybacks small sums (loss, a stop request) on the gradient
- * allreduce by reducing n_params + DT_GRAD_EXTRA contiguous floats. */
-#define DT_GRAD_EXTRA 8
-float *dt_model_grad_extra(dt_model *m);
+/* Use the caller's gradient arena (n_params floats, 64-byte aligned, the
+ * layout of dt_model_grads) from now on; the model's own is freed, the
+ * caller's stays the caller's. A trainer that reduces more than the
+ * gradients in one exchange allocates [gradients | its own floats]. */
+void dt_model_bind_grads(dt_model *m, float *grads);
 long dt_model_input_size(const dt_model *m); /* C*H*W */
 int dt_model_outputs(const dt_model *m);     /* number of logits */
 long dt_model_max_batch(const dt_model *m);

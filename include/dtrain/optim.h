@@ -80,4 +80,21 @@ bool dt_optim_prepare(const dt_optimizer *opt, const float *w, float *g, float s
  * corrections use t = 1 on the first update. */
 void dt_optim_step(dt_optimizer *opt, float *w, const float *g, double lr);
 
+/* ---- the same update range by range ---------------------------------------
+ * For an update applied in pieces (a shard of the arena, or each bucket as
+ * its reduction completes): per piece, dt_optim_prepare_range, then
+ * dt_optim_step_range with the same lr; once per update, dt_optim_advance.
+ * Elementwise, so the pieces give the bits of the whole calls. With
+ * clipping, every piece's *sumsq (decayed gradient, double) must be summed
+ * over all pieces of all ranks first, and each piece scaled by
+ * dt_optim_clip_factor(total) before its step. */
+bool dt_optim_prepare_range(const dt_optimizer *opt, const float *w, float *g, float scale,
+                            size_t lo, size_t hi, double *sumsq);
+float dt_optim_clip_factor(const dt_optimizer *opt, double total_sumsq);
+void dt_optim_scale_range(float *g, size_t lo, size_t hi, float s);
+/* Uses t = opt->t + 1 (the update being applied) without advancing it. */
+void dt_optim_step_range(const dt_optimizer *opt, float *w, const float *g, double lr, size_t lo,
+                         size_t hi);
+void dt_optim_advance(dt_optimizer *opt);
+
 #endif

@@ -5,7 +5,9 @@
  * ones. dt_runtime_fix_blas_kernel re-executes the process once with
  * OPENBLAS_CORETYPE set when that happened on a CPU that has AVX-512 (or
  * AVX2), before MPI is started, so users get the fast kernel with no
- * variable to remember. DTRAIN_BLAS_REEXEC=0 turns this off. */
+ * variable to remember. The new image keeps the binary's name (ps, pgrep)
+ * and argv. DTRAIN_BLAS_REEXEC=0 turns this off; =force re-executes once
+ * on any CPU (the tests' way to run this path where it is not needed). */
 #ifndef DTRAIN_RUNTIME_H
 #define DTRAIN_RUNTIME_H
 
@@ -14,6 +16,8 @@
 /* Call first thing in main. Returns only if no re-exec was needed (or it
  * failed, in which case the slow kernel is used and reported). */
 void dt_runtime_fix_blas_kernel(char **argv);
+/* True in a process that dt_runtime_fix_blas_kernel re-executed. */
+bool dt_runtime_reexecuted(void);
 
 /* The OpenBLAS core in use, e.g. "SkylakeX" or "Prescott". */
 const char *dt_runtime_blas_core(void);

@@ -151,6 +151,7 @@ struct dt_model {
     size_t n_params;
     double flops;
     float *params, *grads; /* the two arenas (64-byte aligned) */
+    bool grads_owned;      /* false after dt_model_bind_grads */
     float *acts;           /* every non-in-place layer's output, max_batch rows */
     float *dbuf[2];        /* ping-pong gradient buffers for backward */
     int32_t *idx;          /* maxpool argmax indices */

@@ -104,6 +104,7 @@ dt_status dt_model_create(const dt_layer_spec *specs, int n_layers, const int in
     m->max_batch = max_batch;
     m->first_param = -1;
     m->n = -1;
+    m->grads_owned = true;
 
     /* shapes, validation, the parameter layout */
     bool in_is_input = true;
@@ -188,7 +189,7 @@ dt_status dt_model_create(const dt_layer_spec *specs, int n_layers, const int in
 
     /* the buffers (dt_alloc_aligned zeroes them) */
     m->params = dt_alloc_aligned(round_up(off) * sizeof(float));
-    m->grads = dt_alloc_aligned(round_up(off + DT_GRAD_EXTRA) * sizeof(float));
+    m->grads = dt_alloc_aligned(round_up(off) * sizeof(float));
     m->acts = dt_alloc_aligned(acts * sizeof(float));
     m->dbuf[0] = dt_alloc_aligned(round_up(dmax) * sizeof(float));
     m->dbuf[1] = dt_alloc_aligned(round_up(dmax) * sizeof(float));
@@ -245,7 +246,7 @@ void dt_model_free(dt_model *m)
 {
     if (!m) return;
     dt_free(m->params);
-    dt_free(m->grads);
+    if (m->grads_owned) dt_free(m->grads);
     dt_free(m->acts);
     dt_free(m->dbuf[0]);
     dt_free(m->dbuf[1]);
@@ -334,9 +335,17 @@ void dt_model_backward(dt_model *m, dt_grad_ready_fn ready, void *ctx)
     }
 }
 
-void dt_model_zero_grads(dt_model *m)
-{
-    memset(m->grads, 0, (m->n_params + DT_GRAD_EXTRA) * sizeof *m->grads);
-}
+void dt_model_zero_grads(dt_model *m) { memset(m->grads, 0, m->n_params * sizeof *m->grads); }
 
-float *dt_model_grad_extra(dt_model *m) { return m->grads + m->n_params; }
+void dt_model_bind_grads(dt_model *m, float *grads)
+{
+    if (m->grads_owned) dt_free(m->grads);
+    m->grads = grads;
+    m->grads_owned = false;
+    for (int i = 0; i < m->n_layers; i++) {
+        nn_layer *l = &m->layers[i];
+        if (l->n_w + l->n_b == 0) continue;
+        l->dw = m->grads + l->off;
+        l->db = l->dw + l->n_w;
+    }
+}

@@ -29,14 +29,8 @@ rc=$?
 [ "$rc" -ne 0 ] || die "the job exited 0 although a rank was killed"
 # Every rank gone too, within the same 30 s (a rank may still be exiting
 # when mpirun returns, e.g. an instrumented build writing its report).
-for pid in $ranks; do
-    while :; do # a zombie waiting for its reaper has ended
-        state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
-        [ -z "$state" ] || [ "$state" = Z ] && break
-        [ $((SECONDS - killed_at)) -lt 30 ] || { kill -KILL $ranks; die "rank $pid left running (state $state)"; }
-        sleep 0.1
-    done
-done
+# shellcheck disable=SC2086
+gone_within $((30 - (SECONDS - killed_at))) $ranks || die "a rank was left running 30 s after the kill"
 echo "job ended $((SECONDS - killed_at)) s after the kill, status $rc"
 
 from=$(newest_checkpoint_step "$WORK/part/checkpoints")

@@ -26,6 +26,25 @@ start_run() {
     DT_AT_EXIT='kill -TERM "$LAUNCHER" 2>/dev/null'
 }
 
+# gone_within SECONDS PID... : every PID ends (or is a zombie waiting for its
+# reaper) within SECONDS; if not, all of them are killed and it returns 1
+gone_within() {
+    local limit=$1 start=$SECONDS pid state
+    shift
+    for pid in "$@"; do
+        while :; do
+            state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
+            [ -z "$state" ] || [ "$state" = Z ] && break
+            if [ $((SECONDS - start)) -ge "$limit" ]; then
+                echo "pid $pid still running (state $state) after $limit s"
+                kill -KILL "$@" 2>/dev/null
+                return 1
+            fi
+            sleep 0.1
+        done
+    done
+}
+
 # wait_for_steps FILE N TIMEOUT : until metrics FILE has N train records
 wait_for_steps() {
     local file=$1 n=$2 deadline=$((SECONDS + $3))
@@ -76,4 +95,23 @@ resume_latest() {
     [ "$rc" -eq 0 ] || { tail -n 30 "$out.log"; die "the run resumed on $np ranks exited $rc"; }
     tail -n +$((before + 1)) "$out/metrics.jsonl" > "$out.resumed.jsonl"
     check_resumed "$out.log" "$out.resumed.jsonl" "$from" "$last"
+}
+
+# best_blas_core: the OpenBLAS core dtrain re-execs into when OpenBLAS fell
+# back to a generic one, derived here from /proc/cpuinfo: SkylakeX with
+# AVX-512 F, BW, VL and DQ; Haswell with AVX2 and FMA; else nothing.
+best_blas_core() {
+    local flags
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+    has() { [[ $flags == *" $1 "* ]]; }
+    if has avx512f && has avx512bw && has avx512vl && has avx512dq; then echo SkylakeX
+    elif has avx2 && has fma; then echo Haswell
+    fi
+}
+
+# is_fallback_core CORE: is CORE one of the generic cores OpenBLAS picks for
+# a CPU it does not know?
+is_fallback_core() {
+    case $1 in Prescott | Core2 | Nehalem | Penryn | Dunnington | Atom | Barcelona | Unknown) return 0 ;; esac
+    return 1
 }

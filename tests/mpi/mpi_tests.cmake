@@ -70,3 +70,9 @@ foreach(cfg ${DT_OPTIM_CONFIGS})
   dt_mpi_test(same_updates_optim_${name} same_updates.sh optim/${name}.yaml "1 3" ${lr_args})
   set_property(TEST mpi_same_updates_optim_${name} APPEND PROPERTY ENVIRONMENT RTOL=1e-4)
 endforeach()
+
+# The collective watchdog and the killed launcher (the re-exec'd image must
+# be found and signalled by name).
+dt_mpi_test_both_blas_paths(watchdog watchdog.sh)
+dt_mpi_test_both_blas_paths(orphans orphans.sh)
+include(${CMAKE_CURRENT_LIST_DIR}/reduce_tests.cmake)

@@ -1,0 +1,604 @@
+/* reduce.c - the reduction algorithms of reduce.h as chains of MPI
+ * collectives, progressed by a small state machine per operation.
+ *
+ * An operation is a chain of up to three phases, each one MPI collective:
+ *
+ *   mpi          ALLREDUCE       flat allreduce
+ *                REDUCE_SCATTER  flat reduce-scatter
+ *                ALLGATHER       flat allgather
+ *   hierarchical ALLREDUCE       node reduce-scatter -> cross allreduce -> node allgather
+ *                REDUCE_SCATTER  node reduce-scatter -> cross reduce-scatter
+ *                ALLGATHER       cross allgather -> node allgather
+ *
+ * "node" is the communicator of the ranks of one node, "cross" the one of
+ * the ranks with the same local rank on every node. Geometry: the range is
+ * cut into P pieces in piece order; with N nodes of L ranks, the node
+ * slice of local rank l is pieces [l*N, l*N + N), and inside it the rank on
+ * the c-th node (its rank in cross) owns piece l*N + c. The flat algorithm
+ * runs its reduce-scatter and allgather on a copy of the world ordered by
+ * piece, so both algorithms leave every rank the same piece.
+ *
+ * Traps this layout avoids:
+ * - Non-blocking collectives on one communicator must be started in the
+ *   same order on every rank. Phase k+1 starts when a rank sees phase k
+ *   complete, which differs between ranks, so two chains sharing a
+ *   communicator could cross. Each slot (one operation in flight) has its
+ *   own communicators, and the slot an operation takes depends only on the
+ *   start/wait order, which is the same on every rank (SPMD contract).
+ * - A reduce-scatter cannot be in place at an offset (send and receive
+ *   buffers may not overlap), so each slot has a scratch buffer; a rank's
+ *   piece is received there or into a part of the range no longer read.
+ * - SMPI's non-blocking collectives mis-handle MPI_IN_PLACE: with
+ *   non-blocking phases under SMPI every in-place call goes out of place. */
+#include "dtrain/reduce.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm_internal.h"
+
+enum { PIECE_ALIGN = 16, MAX_PHASES = 3 };
+
+typedef enum {
+    PH_NONE = 0,
+    PH_FLAT_ALLREDUCE,
+    PH_FLAT_REDUCE_SCATTER,
+    PH_FLAT_ALLGATHER,
+    PH_NODE_REDUCE_SCATTER,
+    PH_NODE_ALLGATHER,
+    PH_CROSS_ALLREDUCE,
+    PH_CROSS_REDUCE_SCATTER,
+    PH_CROSS_ALLGATHER
+} phase_kind;
+
+/* [hierarchical?][op] -> the chain of phases */
+static const phase_kind chains[2][DT_REDUCE_OP_COUNT][MAX_PHASES] = {
+    {{PH_FLAT_ALLREDUCE}, {PH_FLAT_REDUCE_SCATTER}, {PH_FLAT_ALLGATHER}},
+    {{PH_NODE_REDUCE_SCATTER, PH_CROSS_ALLREDUCE, PH_NODE_ALLGATHER},
+     {PH_NODE_REDUCE_SCATTER, PH_CROSS_REDUCE_SCATTER},
+     {PH_CROSS_ALLGATHER, PH_NODE_ALLGATHER}},
+};
+
+/* The exchange each operation is, as the watchdog names it. */
+static const char *const wait_what[DT_REDUCE_OP_COUNT] = {
+    "the gradient allreduce", "the gradient reduce-scatter", "the parameter allgather"};
+
+struct dt_reduce_handle {
+    dt_reduce_plan *plan;
+    int busy;      /* started and not yet waited for */
+    int done;      /* every phase complete, result in buf */
+    dt_reduce_op op;
+    const phase_kind *chain;
+    int phase;
+    MPI_Request req; /* of the phase in flight; NULL when it completed */
+    float *buf;
+    size_t count;
+    int bf16;            /* the wire is bfloat16 */
+    int result_in_scratch; /* an out-of-place flat allreduce */
+    uint16_t *wire16;    /* max_count bfloat16 values */
+    float *scratch;      /* max_count floats (or bfloat16 values) */
+    int *counts, *displs; /* world entries; one phase uses them at a time */
+    MPI_Comm flat_world, flat_piece, node, cross;
+};
+
+struct dt_reduce_plan {
+    dt_reduce_algo algo;
+    dt_reduce_dtype dtype;
+    size_t max_count;
+    int max_inflight;
+    int rank, world;
+    int local_rank, local_size, nodes, node_index;
+    int uniform, max_local;
+    int piece_index;    /* this rank's */
+    int *piece_of_rank; /* world rank -> piece index */
+    int blocking;       /* every phase a blocking collective */
+    int in_place_ok;    /* MPI_IN_PLACE is safe for the phases we start */
+    MPI_Op bf16_sum;
+    dt_reduce_handle *slot; /* max_inflight */
+};
+
+/* ---- names ------------------------------------------------------------- */
+
+static const char *const algo_names[DT_REDUCE_ALGO_COUNT] = {"auto", "mpi", "hierarchical"};
+static const char *const dtype_names[DT_REDUCE_DTYPE_COUNT] = {"float32", "bfloat16"};
+static const char *const op_names[DT_REDUCE_OP_COUNT] = {"allreduce", "reduce_scatter",
+                                                         "allgather"};
+
+int dt_reduce_algo_from_name(const char *name, dt_reduce_algo *out)
+{
+    for (int i = 0; name && i < DT_REDUCE_ALGO_COUNT; i++)
+        if (!strcmp(name, algo_names[i])) {
+            *out = (dt_reduce_algo)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *dt_reduce_algo_name(dt_reduce_algo algo)
+{
+    return (unsigned)algo < DT_REDUCE_ALGO_COUNT ? algo_names[algo] : NULL;
+}
+
+int dt_reduce_dtype_from_name(const char *name, dt_reduce_dtype *out)
+{
+    for (int i = 0; name && i < DT_REDUCE_DTYPE_COUNT; i++)
+        if (!strcmp(name, dtype_names[i])) {
+            *out = (dt_reduce_dtype)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *dt_reduce_dtype_name(dt_reduce_dtype dtype)
+{
+    return (unsigned)dtype < DT_REDUCE_DTYPE_COUNT ? dtype_names[dtype] : NULL;
+}
+
+const char *dt_reduce_op_name(dt_reduce_op op)
+{
+    return (unsigned)op < DT_REDUCE_OP_COUNT ? op_names[op] : NULL;
+}
+
+/* ---- bfloat16 ----------------------------------------------------------- */
+
+/* Round to nearest even. A NaN keeps its sign and top payload bits and is
+ * made quiet, so that truncation cannot turn it into an Inf; Inf and
+ * values that round past the largest bfloat16 become Inf. */
+static inline uint16_t bf16_from_float(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float float_from_bf16(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void to_bf16(const float *src, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_from_float(src[i]);
+}
+
+static void from_bf16(const uint16_t *src, float *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = float_from_bf16(src[i]);
+}
+
+/* The MPI_Op: inout += in, added in float, each sum rounded to bfloat16. */
+static void bf16_sum_fn(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    const uint16_t *a = in;
+    uint16_t *b = inout;
+    for (int i = 0; i < *len; i++)
+        b[i] = bf16_from_float(float_from_bf16(a[i]) + float_from_bf16(b[i]));
+}
+
+/* ---- geometry ------------------------------------------------------------ */
+
+/* Piece p of P over count floats: whole 16-float units shared out, the
+ * first units % P pieces one unit longer, the last piece also takes the
+ * tail of count % 16. */
+static void piece_range(size_t count, int pieces, int p, size_t *lo, size_t *hi)
+{
+    size_t units = count / PIECE_ALIGN, base = units / (size_t)pieces,
+           extra = units % (size_t)pieces, up = (size_t)p;
+    size_t start = up * base + DT_MIN(up, extra);
+    *lo = start * PIECE_ALIGN;
+    *hi = p == pieces - 1 ? count : (start + base + (up < extra)) * PIECE_ALIGN;
+}
+
+/* The node slice of local rank l: pieces [l*N, l*N + N). */
+static void slice_range(const dt_reduce_plan *plan, size_t count, int l, size_t *lo, size_t *hi)
+{
+    size_t dummy;
+    piece_range(count, plan->world, l * plan->nodes, lo, &dummy);
+    piece_range(count, plan->world, l * plan->nodes + plan->nodes - 1, &dummy, hi);
+}
+
+void dt_reduce_piece_of(const dt_reduce_plan *plan, int rank, size_t count, size_t *lo,
+                        size_t *hi)
+{
+    DT_CHECK(rank >= 0 && rank < plan->world);
+    piece_range(count, plan->world, plan->piece_of_rank[rank], lo, hi);
+}
+
+void dt_reduce_piece(const dt_reduce_plan *plan, size_t count, size_t *lo, size_t *hi)
+{
+    piece_range(count, plan->world, plan->piece_index, lo, hi);
+}
+
+int dt_reduce_world(const dt_reduce_plan *plan) { return plan->world; }
+int dt_reduce_nodes(const dt_reduce_plan *plan) { return plan->nodes; }
+int dt_reduce_ranks_per_node(const dt_reduce_plan *plan) { return plan->max_local; }
+int dt_reduce_nodes_uniform(const dt_reduce_plan *plan) { return plan->uniform; }
+
+/* ---- the choice of algorithm --------------------------------------------- */
+
+/* auto: see launch/results/reduce.md for the measurements. The node-aware
+ * chain only pays when there are several nodes with several ranks each;
+ * then it is never slower for the sharded pair (reduce-scatter, allgather),
+ * and for an allreduce once the range is large enough that bandwidth, not
+ * the latency of three phases, decides. */
+enum { AUTO_ALLREDUCE_MIN_BYTES = 64 * 1024 };
+
+static dt_reduce_algo auto_algo(const dt_reduce_plan *plan, dt_reduce_op op, size_t count)
+{
+    if (plan->nodes < 2 || plan->max_local < 2) return DT_REDUCE_MPI;
+    if (op != DT_REDUCE_ALLREDUCE) return DT_REDUCE_HIERARCHICAL;
+    size_t wire_bytes = count * (plan->dtype == DT_REDUCE_BFLOAT16 ? 2 : 4);
+    return wire_bytes >= AUTO_ALLREDUCE_MIN_BYTES ? DT_REDUCE_HIERARCHICAL : DT_REDUCE_MPI;
+}
+
+dt_reduce_algo dt_reduce_resolve(const dt_reduce_plan *plan, dt_reduce_op op, size_t count)
+{
+    dt_reduce_algo algo = plan->algo;
+    if (algo == DT_REDUCE_AUTO) algo = auto_algo(plan, op, count);
+    if (algo == DT_REDUCE_HIERARCHICAL && !plan->uniform) algo = DT_REDUCE_MPI;
+    return algo;
+}
+
+/* ---- plan -------------------------------------------------------------- */
+
+static int env_blocking(void)
+{
+#ifdef DTRAIN_SMPI
+    int blocking = 1;
+#else
+    int blocking = 0;
+#endif
+    const char *v = getenv("DTRAIN_REDUCE_BLOCKING");
+    if (v && *v) blocking = strcmp(v, "0") != 0;
+    return blocking;
+}
+
+dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size_t max_count,
+                                int max_inflight, dt_reduce_plan **out, dt_error *err)
+{
+    *out = NULL;
+    if ((unsigned)algo >= DT_REDUCE_ALGO_COUNT || (unsigned)dtype >= DT_REDUCE_DTYPE_COUNT)
+        return dt_fail(err, DT_EINTERNAL, "reduce: unknown algorithm or dtype");
+    if (max_count > INT_MAX)
+        return dt_fail(err, DT_EINTERNAL, "reduce: a range of %zu floats exceeds MPI's int counts",
+                       max_count);
+    if (max_inflight < 1 || max_inflight > DT_REDUCE_MAX_INFLIGHT)
+        return dt_fail(err, DT_EINTERNAL, "reduce: %d operations in flight (1..%d)", max_inflight,
+                       DT_REDUCE_MAX_INFLIGHT);
+    /* The layout first: it is collective, and every rank must take part
+     * even when its own allocation fails below. */
+    int rank, world;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    int per_node = 0;
+    const char *rpn = getenv("DTRAIN_RANKS_PER_NODE");
+    if (rpn && *rpn) per_node = atoi(rpn);
+    MPI_Comm node, cross, flat_piece;
+    if (per_node > 0)
+        MPI_Comm_split(MPI_COMM_WORLD, rank / per_node, rank, &node);
+    else
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+    int local_rank, local_size;
+    MPI_Comm_rank(node, &local_rank);
+    MPI_Comm_size(node, &local_size);
+    MPI_Comm_split(MPI_COMM_WORLD, local_rank, rank, &cross);
+    int node_index;
+    MPI_Comm_rank(cross, &node_index);
+    /* {nodes, -min local size, max local size} in one call */
+    int mine[3] = {local_rank == 0, -local_size, local_size}, all[3];
+    MPI_Allreduce(mine, all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(mine + 1, all + 1, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    int nodes = all[0], uniform = -all[1] == all[2];
+    int piece_index = uniform ? local_rank * nodes + node_index : rank;
+    MPI_Comm_split(MPI_COMM_WORLD, 0, piece_index, &flat_piece);
+
+    dt_reduce_plan *p = dt_calloc(1, sizeof *p);
+    int ok = p != NULL;
+    if (ok) {
+        p->algo = algo;
+        p->dtype = dtype;
+        p->max_count = max_count;
+        p->max_inflight = max_inflight;
+        p->rank = rank;
+        p->world = world;
+        p->local_rank = local_rank;
+        p->local_size = local_size;
+        p->nodes = nodes;
+        p->node_index = node_index;
+        p->uniform = uniform;
+        p->max_local = all[2];
+        p->piece_index = piece_index;
+        p->blocking = env_blocking();
+#ifdef DTRAIN_SMPI
+        p->in_place_ok = p->blocking;
+#else
+        p->in_place_ok = 1;
+#endif
+        p->bf16_sum = MPI_OP_NULL;
+        p->piece_of_rank = dt_calloc((size_t)world, sizeof *p->piece_of_rank);
+        p->slot = dt_calloc((size_t)max_inflight, sizeof *p->slot);
+        ok = p->piece_of_rank && p->slot;
+    }
+    for (int k = 0; ok && k < max_inflight; k++) {
+        dt_reduce_handle *h = &p->slot[k];
+        h->plan = p;
+        h->req = MPI_REQUEST_NULL;
+        h->flat_world = h->flat_piece = h->node = h->cross = MPI_COMM_NULL;
+        h->wire16 = dt_alloc_aligned(DT_MAX(max_count, 1) * sizeof *h->wire16);
+        h->scratch = dt_alloc_aligned(DT_MAX(max_count, 1) * sizeof *h->scratch);
+        h->counts = dt_calloc((size_t)world, sizeof *h->counts);
+        h->displs = dt_calloc((size_t)world, sizeof *h->displs);
+        ok = h->wire16 && h->scratch && h->counts && h->displs;
+    }
+    /* Every rank learns whether every rank got its memory before anyone
+     * starts the collective set-up of the slots. */
+    int all_ok;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (all_ok) {
+        MPI_Allgather(&piece_index, 1, MPI_INT, p->piece_of_rank, 1, MPI_INT, MPI_COMM_WORLD);
+        MPI_Op_create(bf16_sum_fn, 1, &p->bf16_sum);
+        for (int k = 0; k < max_inflight; k++) {
+            dt_reduce_handle *h = &p->slot[k];
+            MPI_Comm_dup(MPI_COMM_WORLD, &h->flat_world);
+            MPI_Comm_dup(flat_piece, &h->flat_piece);
+            MPI_Comm_dup(node, &h->node);
+            MPI_Comm_dup(cross, &h->cross);
+        }
+    }
+    MPI_Comm_free(&node);
+    MPI_Comm_free(&cross);
+    MPI_Comm_free(&flat_piece);
+    if (!all_ok) {
+        dt_reduce_plan_free(p);
+        return dt_fail(err, DT_EINTERNAL, "reduce: out of memory for %d buffers of %zu floats",
+                       max_inflight, max_count);
+    }
+    *out = p;
+    return DT_OK;
+}
+
+void dt_reduce_plan_free(dt_reduce_plan *plan)
+{
+    if (!plan) return;
+    for (int k = 0; plan->slot && k < plan->max_inflight; k++) {
+        dt_reduce_handle *h = &plan->slot[k];
+        DT_CHECK(!h->busy);
+        MPI_Comm *comms[] = {&h->flat_world, &h->flat_piece, &h->node, &h->cross};
+        for (size_t i = 0; i < DT_ARRAY_LEN(comms); i++)
+            if (*comms[i] != MPI_COMM_NULL) MPI_Comm_free(comms[i]);
+        dt_free(h->wire16);
+        dt_free(h->scratch);
+        dt_free(h->counts);
+        dt_free(h->displs);
+    }
+    if (plan->bf16_sum != MPI_OP_NULL) MPI_Op_free(&plan->bf16_sum);
+    dt_free(plan->slot);
+    dt_free(plan->piece_of_rank);
+    dt_free(plan);
+}
+
+/* ---- phases ------------------------------------------------------------ */
+
+/* counts/displs of `n` consecutive pieces starting at piece `first`, with
+ * displacements relative to the start of piece `first`. */
+static void fill_pieces(dt_reduce_handle *h, int first, int n)
+{
+    size_t base, lo, hi;
+    piece_range(h->count, h->plan->world, first, &base, &hi);
+    for (int i = 0; i < n; i++) {
+        piece_range(h->count, h->plan->world, first + i, &lo, &hi);
+        h->counts[i] = (int)(hi - lo);
+        h->displs[i] = (int)(lo - base);
+    }
+}
+
+/* counts/displs of the node slices of local ranks 0..L-1 */
+static void fill_slices(dt_reduce_handle *h)
+{
+    for (int l = 0; l < h->plan->local_size; l++) {
+        size_t lo, hi;
+        slice_range(h->plan, h->count, l, &lo, &hi);
+        h->counts[l] = (int)(hi - lo);
+        h->displs[l] = (int)lo;
+    }
+}
+
+/* One wrapper per collective shape: blocking or not, as the plan says. */
+static void coll_allreduce(dt_reduce_handle *h, const void *send, void *recv, int n,
+                           MPI_Datatype t, MPI_Op op, MPI_Comm comm)
+{
+    if (h->plan->blocking)
+        MPI_Allreduce(send, recv, n, t, op, comm);
+    else
+        MPI_Iallreduce(send, recv, n, t, op, comm, &h->req);
+}
+
+static void coll_reduce_scatter(dt_reduce_handle *h, const void *send, void *recv,
+                                MPI_Datatype t, MPI_Op op, MPI_Comm comm)
+{
+    if (h->plan->blocking)
+        MPI_Reduce_scatter(send, recv, h->counts, t, op, comm);
+    else
+        MPI_Ireduce_scatter(send, recv, h->counts, t, op, comm, &h->req);
+}
+
+/* Allgather in place into recv (counts/displs filled), member `me` of
+ * comm. Without safe MPI_IN_PLACE, the own part is sent from scratch. */
+static void coll_allgatherv(dt_reduce_handle *h, void *recv, size_t esize, int me,
+                            MPI_Datatype t, MPI_Comm comm)
+{
+    const void *send = MPI_IN_PLACE;
+    int send_count = 0;
+    if (!h->plan->in_place_ok) {
+        memcpy(h->scratch, (char *)recv + (size_t)h->displs[me] * esize,
+               (size_t)h->counts[me] * esize);
+        send = h->scratch;
+        send_count = h->counts[me];
+    }
+    if (h->plan->blocking)
+        MPI_Allgatherv(send, send_count, t, recv, h->counts, h->displs, t, comm);
+    else
+        MPI_Iallgatherv(send, send_count, t, recv, h->counts, h->displs, t, comm, &h->req);
+}
+
+static void start_phase(dt_reduce_handle *h)
+{
+    dt_reduce_plan *p = h->plan;
+    const MPI_Datatype t = h->bf16 ? MPI_UINT16_T : MPI_FLOAT;
+    const MPI_Op sum = h->bf16 ? p->bf16_sum : MPI_SUM;
+    const size_t esize = h->bf16 ? sizeof(uint16_t) : sizeof(float);
+    char *wire = h->bf16 ? (char *)h->wire16 : (char *)h->buf;
+    const int l = p->local_rank, N = p->nodes;
+    size_t slice_lo = 0, slice_hi = 0, lo, hi;
+    if (p->uniform) slice_range(p, h->count, l, &slice_lo, &slice_hi);
+    dt_reduce_piece(p, h->count, &lo, &hi);
+    h->req = MPI_REQUEST_NULL;
+    switch (h->chain[h->phase]) {
+    case PH_FLAT_ALLREDUCE:
+        h->result_in_scratch = !p->in_place_ok;
+        coll_allreduce(h, p->in_place_ok ? MPI_IN_PLACE : (const void *)wire,
+                       p->in_place_ok ? (void *)wire : (void *)h->scratch, (int)h->count, t, sum,
+                       h->flat_world);
+        break;
+    case PH_FLAT_REDUCE_SCATTER: /* my piece -> scratch */
+        fill_pieces(h, 0, p->world);
+        coll_reduce_scatter(h, wire, h->scratch, t, sum, h->flat_piece);
+        break;
+    case PH_FLAT_ALLGATHER:
+        fill_pieces(h, 0, p->world);
+        coll_allgatherv(h, wire, esize, p->piece_index, t, h->flat_piece);
+        break;
+    case PH_NODE_REDUCE_SCATTER: /* my slice -> scratch */
+        fill_slices(h);
+        coll_reduce_scatter(h, wire, h->scratch, t, sum, h->node);
+        break;
+    case PH_CROSS_ALLREDUCE: /* scratch -> my slice of the wire (no longer read) */
+        coll_allreduce(h, h->scratch, wire + slice_lo * esize, (int)(slice_hi - slice_lo), t,
+                       sum, h->cross);
+        break;
+    case PH_CROSS_REDUCE_SCATTER: /* scratch (my slice) -> my piece of the wire */
+        fill_pieces(h, l * N, N);
+        coll_reduce_scatter(h, h->scratch, wire + lo * esize, t, sum, h->cross);
+        break;
+    case PH_NODE_ALLGATHER:
+        fill_slices(h);
+        coll_allgatherv(h, wire, esize, l, t, h->node);
+        break;
+    case PH_CROSS_ALLGATHER:
+        fill_pieces(h, l * N, N);
+        coll_allgatherv(h, wire + slice_lo * esize, esize, p->node_index, t, h->cross);
+        break;
+    case PH_NONE:
+        DT_BUG("reduce: empty phase started");
+    }
+}
+
+/* The last phase completed: move the result into buf. */
+static void finish(dt_reduce_handle *h)
+{
+    dt_reduce_plan *p = h->plan;
+    size_t lo, hi;
+    dt_reduce_piece(p, h->count, &lo, &hi);
+    const int flat = h->chain[0] == PH_FLAT_REDUCE_SCATTER;
+    switch (h->op) {
+    case DT_REDUCE_ALLREDUCE:
+        if (h->bf16)
+            from_bf16(h->result_in_scratch ? (const uint16_t *)h->scratch : h->wire16, h->buf,
+                      h->count);
+        else if (h->result_in_scratch)
+            memcpy(h->buf, h->scratch, h->count * sizeof(float));
+        break;
+    case DT_REDUCE_REDUCE_SCATTER:
+        /* flat: the piece is at the start of scratch; hierarchical: in place */
+        if (h->bf16)
+            from_bf16(flat ? (const uint16_t *)h->scratch : h->wire16 + lo, h->buf + lo, hi - lo);
+        else if (flat)
+            memcpy(h->buf + lo, h->scratch, (hi - lo) * sizeof(float));
+        break;
+    case DT_REDUCE_ALLGATHER:
+    case DT_REDUCE_OP_COUNT:
+        break;
+    }
+    h->done = 1;
+}
+
+/* Run the state machine as far as it goes without waiting; 1 when done. */
+static int advance(dt_reduce_handle *h)
+{
+    while (!h->done) {
+        if (h->req != MPI_REQUEST_NULL) {
+            int complete = 0;
+            MPI_Test(&h->req, &complete, MPI_STATUS_IGNORE);
+            if (!complete) return 0;
+        }
+        if (++h->phase < MAX_PHASES && h->chain[h->phase] != PH_NONE)
+            start_phase(h);
+        else
+            finish(h);
+    }
+    return 1;
+}
+
+dt_reduce_handle *dt_reduce_start(dt_reduce_plan *plan, dt_reduce_op op, float *buf,
+                                  size_t count)
+{
+    DT_CHECK((unsigned)op < DT_REDUCE_OP_COUNT);
+    if (count > plan->max_count)
+        DT_BUG("reduce: a range of %zu floats, the plan holds %zu", count, plan->max_count);
+    dt_reduce_handle *h = NULL;
+    for (int k = 0; k < plan->max_inflight && !h; k++)
+        if (!plan->slot[k].busy) h = &plan->slot[k];
+    if (!h) DT_BUG("reduce: more than %d operations in flight", plan->max_inflight);
+    h->busy = 1;
+    h->op = op;
+    h->buf = buf;
+    h->count = count;
+    h->phase = 0;
+    h->req = MPI_REQUEST_NULL;
+    h->result_in_scratch = 0;
+    /* A sum over one rank is the range itself; an empty range is empty on
+     * every rank (count is the same everywhere). */
+    if (plan->world == 1 || count == 0) {
+        h->done = 1;
+        return h;
+    }
+    h->done = 0;
+    h->chain = chains[dt_reduce_resolve(plan, op, count) == DT_REDUCE_HIERARCHICAL][op];
+    h->bf16 = plan->dtype == DT_REDUCE_BFLOAT16 && op != DT_REDUCE_ALLGATHER;
+    if (h->bf16) to_bf16(buf, h->wire16, count);
+    start_phase(h);
+    advance(h);
+    return h;
+}
+
+int dt_reduce_test(dt_reduce_handle *h)
+{
+    DT_CHECK(h->busy);
+    return advance(h);
+}
+
+void dt_reduce_progress(dt_reduce_plan *plan)
+{
+    for (int k = 0; k < plan->max_inflight; k++)
+        if (plan->slot[k].busy) advance(&plan->slot[k]);
+}
+
+void dt_reduce_wait(dt_reduce_handle *h)
+{
+    DT_CHECK(h->busy);
+    while (!advance(h)) dt__comm_wait(1, &h->req, wait_what[h->op]);
+    h->busy = 0;
+}
+
+void dt_reduce_run(dt_reduce_plan *plan, dt_reduce_op op, float *buf, size_t count)
+{
+    dt_reduce_wait(dt_reduce_start(plan, op, buf, count));
+}

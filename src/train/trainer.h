@@ -1,0 +1,119 @@
+/* trainer.h - the state of one run, shared by the files of src/train/
+ * (internal; the contract is include/dtrain/train.h).
+ *
+ *   setup.c       config -> data, lengths, schedule, model, optimizer,
+ *                 exchange, checkpoint identity
+ *   step.c        one update: batch, forward, backward + gradient exchange,
+ *                 optimizer; returns a step record
+ *   loop.c        the updates, and what follows each: non-finite policy,
+ *                 replica check, logging, stop requests, evaluation,
+ *                 checkpoints
+ *   checkpoints.c save and resume
+ *   run.c         dt_train_run: the order of all of the above, and the
+ *                 one verdict every rank agrees on at each stage */
+#ifndef DTRAIN_TRAINER_H
+#define DTRAIN_TRAINER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dtrain/checkpoint.h"
+#include "dtrain/comm.h"
+#include "dtrain/config.h"
+#include "dtrain/data.h"
+#include "dtrain/metrics.h"
+#include "dtrain/nn.h"
+#include "dtrain/optim.h"
+#include "dtrain/sched.h"
+
+/* Evaluation and start-up probes run the model on chunks of this many
+ * samples (the model's buffers hold at least this many). */
+#define TRAIN_EVAL_CHUNK 256
+
+/* Floats that travel after the gradients through the gradient exchange,
+ * summed with them: global quantities of an update at no extra collective. */
+enum {
+    TAIL_LOSS_SUM, /* sum of the per-sample losses of this rank's shard */
+    TAIL_STOP,     /* 1 if this rank was asked to stop (SIGTERM, SIGUSR1) */
+    TAIL_COUNT
+};
+
+/* Seconds spent per phase on this rank. */
+typedef struct {
+    double data, forward, backward, comm, optimizer, eval;
+} phase_times;
+
+/* The training and test sets and the batch buffers. */
+typedef struct {
+    dt_dataset train, test;
+    double mean, std; /* normalisation, from the training set */
+    uint32_t *perm;   /* the current epoch's permutation (train.n) */
+    float *x;         /* inputs of a shard or an evaluation chunk */
+    int *y;
+} train_data;
+
+typedef struct {
+    const dt_comm *comm;
+    dt_config cfg;
+    train_data data;
+    dt_model *model;
+    float *grad_arena;  /* [gradients | TAIL_COUNT floats], the model's grads */
+    dt_optimizer opt;
+    dt_sched sched;
+    dt_grad_sync *sync; /* the gradient exchange */
+    long upe;           /* updates per epoch */
+    long total_steps;
+    int threads;        /* BLAS threads of this rank */
+    dt_metrics *metrics;    /* rank 0 only */
+    dt_ckpt_header ckpt_id; /* what identifies this run's checkpoints */
+    uint64_t ckpt_allocs;   /* allocations made by checkpoint writes */
+    phase_times time;
+} trainer;
+
+/* What one update did. */
+typedef struct {
+    long step;         /* t, from 1 */
+    long epoch;        /* 0-based */
+    bool epoch_end;    /* the last update of its epoch */
+    long samples;      /* b: samples in the global batch */
+    double loss;       /* mean loss over the global batch */
+    double lr;
+    bool finite;       /* false: the gradient had a NaN/Inf, nothing was updated */
+    bool stop;         /* some rank was asked to stop */
+    double seconds;    /* the whole update */
+    double comm_seconds; /* exposed communication */
+} step_record;
+
+/* The results a run reports. */
+typedef struct {
+    double train_loss, test_loss, test_accuracy;
+    long skipped;
+    double train_seconds;
+    double samples; /* training samples consumed */
+    uint64_t loop_allocations;
+} run_result;
+
+/* setup.c */
+dt_status train_load_data(trainer *tr, int n_classes, dt_error *err);
+dt_status train_resolve_lengths(trainer *tr, dt_error *err);
+dt_status train_build(trainer *tr, dt_error *err);
+void train_free(trainer *tr);
+
+/* step.c */
+void train_step(trainer *tr, long step, bool new_epoch, step_record *rec);
+void train_evaluate(trainer *tr, double *loss, double *accuracy);
+
+/* checkpoints.c */
+extern volatile sig_atomic_t train_stop_signal; /* the signal that asked for a stop */
+void train_install_stop_handlers(void);
+dt_status train_checkpoint_identity(const trainer *tr, dt_ckpt_header *h, dt_error *err);
+dt_status train_save_checkpoint(trainer *tr, long step, long skipped, dt_error *err);
+dt_status train_resume(trainer *tr, const char *what, long *first_step, long *skipped,
+                       dt_error *err);
+bool train_checkpoint_due(const trainer *tr, long step);
+
+/* loop.c */
+dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_error *err);
+
+#endif

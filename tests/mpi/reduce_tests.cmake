@@ -1,0 +1,24 @@
+# The reductions of reduce.h (tests/mpi/reduce_test.c) on 1 to 4 ranks, with
+# every rank on one node, and with fake nodes of DTRAIN_RANKS_PER_NODE
+# consecutive ranks: 2 nodes x 2 ranks (the hierarchical chain with both of
+# its levels), 3 ranks as 2 + 1 (uneven: hierarchical falls back to mpi)
+# and 3 nodes x 1 rank.
+add_executable(reduce_test ${CMAKE_CURRENT_LIST_DIR}/reduce_test.c)
+target_link_libraries(reduce_test PRIVATE dt_comm)
+
+function(dt_reduce_test name np ranks_per_node)
+  add_test(NAME mpi_reduce_${name} COMMAND ${DT_MPIEXEC} -np ${np} $<TARGET_FILE:reduce_test>)
+  set(env "${DT_SANITIZE_ENV}")
+  if(ranks_per_node)
+    list(APPEND env "DTRAIN_RANKS_PER_NODE=${ranks_per_node}")
+  endif()
+  set_tests_properties(mpi_reduce_${name} PROPERTIES LABELS mpi TIMEOUT 600 ENVIRONMENT "${env}")
+endfunction()
+
+dt_reduce_test(np1 1 "")
+dt_reduce_test(np2 2 "")
+dt_reduce_test(np3 3 "")
+dt_reduce_test(np4 4 "")
+dt_reduce_test(nodes_2x2 4 2)
+dt_reduce_test(nodes_2p1 3 2)
+dt_reduce_test(nodes_3x1 3 1)
