@@ -13,17 +13,13 @@ rc=$(run 3 "$WORK/full" "$WORK/c.yaml")
 start_run 3 "$WORK/part" "$WORK/c.yaml"
 launcher=$LAUNCHER
 wait_for_steps "$WORK/part/metrics.jsonl" 420 60 || die "the run did not start"
-ranks=$(pgrep -P "$launcher" -x dtrain)  # this job's ranks only
-[ "$(echo "$ranks" | wc -w)" -eq 3 ] || die "expected 3 ranks under mpirun, found: $ranks"
+job_ranks 3
+ranks=$RANKS
 victim=$(echo "$ranks" | tail -n 1)
 kill -KILL "$victim"
 killed_at=$SECONDS
-ended=0
-for _ in $(seq 1 300); do
-    kill -0 "$launcher" 2>/dev/null || { ended=1; break; }
-    sleep 0.1
-done
-[ "$ended" -eq 1 ] || { kill -KILL $ranks; die "the job still runs 30 s after a rank was killed"; }
+# shellcheck disable=SC2086
+launcher_ends_within 30 || { kill -KILL $ranks; die "the job still runs 30 s after a rank was killed"; }
 wait "$launcher"
 rc=$?
 [ "$rc" -ne 0 ] || die "the job exited 0 although a rank was killed"

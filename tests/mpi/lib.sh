@@ -26,6 +26,25 @@ start_run() {
     DT_AT_EXIT='kill -TERM "$LAUNCHER" 2>/dev/null'
 }
 
+# job_ranks NP : RANKS = the pids of the job LAUNCHER started, found by name
+# as users and cluster scripts find them (pgrep -x dtrain); fails unless NP
+job_ranks() {
+    RANKS=$(pgrep -P "$LAUNCHER" -x dtrain)
+    [ "$(echo "$RANKS" | wc -w)" -eq "$1" ] && return 0
+    ps -o pid,comm,args --ppid "$LAUNCHER"
+    die "expected $1 ranks named dtrain under mpirun, found: $RANKS"
+}
+
+# launcher_ends_within SECONDS : mpiexec (LAUNCHER) ends within SECONDS
+launcher_ends_within() {
+    local deadline=$((SECONDS + $1))
+    while [ $SECONDS -lt $deadline ]; do
+        kill -0 "$LAUNCHER" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # gone_within SECONDS PID... : every PID ends (or is a zombie waiting for its
 # reaper) within SECONDS; if not, all of them are killed and it returns 1
 gone_within() {

@@ -10,8 +10,8 @@ for how in term-then-kill kill; do
     start_run 3 "$WORK/$how" "$WORK/c.yaml"
     launcher=$LAUNCHER
     wait_for_steps "$WORK/$how/metrics.jsonl" 100 60 || die "$how: the run did not start"
-    ranks=$(pgrep -P "$launcher" -x dtrain)
-    [ "$(echo "$ranks" | wc -w)" -eq 3 ] || die "$how: expected 3 ranks named dtrain, found: $ranks"
+    job_ranks 3
+    ranks=$RANKS
     if [ "$how" = term-then-kill ]; then
         kill -TERM "$launcher"
         sleep 0.2

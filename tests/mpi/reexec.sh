@@ -30,9 +30,8 @@ export DTRAIN_BLAS_REEXEC=force
 start_run 2 "$WORK/run" "$WORK/c.yaml"
 launcher=$LAUNCHER
 wait_for_steps "$WORK/run/metrics.jsonl" 5 120 || { cat "$WORK/run.log"; die "the run did not start"; }
-ranks=$(pgrep -P "$launcher" -x dtrain) # this job's ranks, by name
-[ "$(echo "$ranks" | wc -w)" -eq 2 ] \
-    || { ps -o pid,comm,args --ppid "$launcher"; die "expected 2 ranks named dtrain under mpirun, found: $ranks"; }
+job_ranks 2
+ranks=$RANKS
 expected_argv=$(printf '%s\n' "$DTRAIN" --set "run.out_dir=$WORK/run" "$WORK/c.yaml") # as start_run gives it
 for pid in $ranks; do
     [ "$(cat "/proc/$pid/comm")" = dtrain ] || die "rank $pid: comm '$(cat "/proc/$pid/comm")'"

@@ -13,17 +13,12 @@ rc=$(run 3 "$WORK/full" "$WORK/c.yaml")
 start_run 3 "$WORK/part" "$WORK/c.yaml"
 launcher=$LAUNCHER
 wait_for_steps "$WORK/part/metrics.jsonl" 420 60 || die "the run did not start"
-ranks=$(pgrep -P "$launcher" -x dtrain) # this job's ranks only
-[ "$(echo "$ranks" | wc -w)" -eq 3 ] || die "expected 3 ranks named dtrain under mpirun, found: $ranks"
+job_ranks 3
+ranks=$RANKS
 victim=$(echo "$ranks" | tail -n 1)
 kill -STOP "$victim"
 stopped_at=$SECONDS
-ended=0
-for _ in $(seq 1 $(((timeout_s + 30) * 10))); do
-    kill -0 "$launcher" 2>/dev/null || { ended=1; break; }
-    sleep 0.1
-done
-if [ "$ended" -ne 1 ]; then
+if ! launcher_ends_within $((timeout_s + 30)); then
     kill -KILL $ranks "$launcher" 2>/dev/null
     cat "$WORK/part.log"
     die "the job still runs $((timeout_s + 30)) s after a rank stopped responding"
