@@ -51,9 +51,10 @@ train)
     ;;
 test)
     install_packages "${packages[@]}" "${test_packages[@]}"
-    build build
+    # warnings are bugs: the test builds turn them into errors
+    build build -DDTRAIN_WERROR=ON
     (cd build && ctest --output-on-failure -j 2 --timeout 900)
-    build build-asan -DDTRAIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    build build-asan -DDTRAIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTRAIN_WERROR=ON
     (cd build-asan && ctest --output-on-failure -j 2 --timeout 1500)
     tests/fuzz/run.sh 20   # every fuzz target for 20 s (longer: tests/fuzz/run.sh 3600)
     ;;

@@ -14,13 +14,15 @@
 # @DATA@ and @OUT@ in the file become the data folder and a fresh run folder.
 # Checked as well: no hang (60 s), exactly one "dtrain:" error line when the
 # exit is non-zero, no sanitizer report or crash, and no run folder left
-# behind by a failed run.
-set -u
+# behind by a failed run or by --check / --print-config (which write nothing,
+# whatever their exit status). dtrain runs in the test's own fresh folder,
+# and nothing but the run folder may appear there.
+. "$(dirname "$0")/../lib.sh"
 np=$1
 src=$2
 name=$(basename "$src" .yaml)
-work=$(mktemp -d "${TMPDIR:-/tmp}/dtrain-cli.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+new_work_dir dtrain-cli
+work=$WORK
 out="$work/out"
 case_file="$work/$name.yaml"
 sed -e "s|@DATA@|${DT_TEST_DATA}|g" -e "s|@OUT@|$out|g" "$src" > "$case_file"
@@ -71,12 +73,19 @@ fi
 if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|Segmentation|signal [0-9]+|core dumped|internal error' "$work/stderr"; then
     fail "crash or sanitizer report"
 fi
+writes_nothing=0
+for arg in "$@"; do
+    case $arg in --check | --print-config) writes_nothing=1 ;; esac
+done
 if [ "$expect_exit" -ne 0 ]; then
     lines=$(grep -c '^dtrain: ' "$work/stderr")
     [ "$lines" -eq 1 ] || fail "expected one 'dtrain:' error line, got $lines"
-    if [ -e "$out" ]; then
-        fail "the failed run left $out behind: $(ls -A "$out" | tr '\n' ' ')"
-    fi
+    writes_nothing=1
 fi
+if [ "$writes_nothing" -eq 1 ] && [ -e "$out" ]; then
+    fail "the run left $out behind: $(ls -A "$out" | tr '\n' ' ')"
+fi
+stray=$(ls -A "$work" | grep -vxF -e "$name.yaml" -e stdout -e stderr -e out)
+[ -z "$stray" ] || fail "dtrain wrote into its working folder: $(echo $stray)"
 echo "PASS $name (np $np)"
 exit 0

@@ -7,7 +7,9 @@
  * dispatches on the `kind:` header and prints one line per file:
  *   PASS mlp/mlp_relu_6_5_4_3.txt  worst 0.031
  * Exits non-zero if any file fails or cannot be parsed; a kind without a
- * checker is a FAIL, never a skip. */
+ * checker is a FAIL, never a skip. Every kind that has a checker must also
+ * have at least one file that passes: a deleted or emptied sub-folder (say
+ * conv/) would otherwise leave that code silently unchecked. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,8 @@ static const struct {
     {"optim", golden_check_optim},
     {"sched", golden_check_sched},
 };
+#define N_CHECKERS (sizeof checkers / sizeof checkers[0])
+static int passed_of_kind[N_CHECKERS]; /* files of each kind that passed */
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -83,14 +87,14 @@ int main(int argc, char **argv)
             rc = -1;
         } else {
             const char *kind = ref_header(&f, "kind");
-            ref_checker check = NULL;
-            for (size_t k = 0; k < sizeof checkers / sizeof checkers[0]; k++)
-                if (strcmp(checkers[k].kind, kind) == 0) check = checkers[k].check;
-            if (!check) {
+            size_t k = 0;
+            while (k < N_CHECKERS && strcmp(checkers[k].kind, kind) != 0) k++;
+            if (k == N_CHECKERS) {
                 snprintf(why, sizeof why, "unknown kind '%s'", kind);
                 rc = -1;
             } else {
-                rc = check(&f, &worst, why, sizeof why);
+                rc = checkers[k].check(&f, &worst, why, sizeof why);
+                if (rc == 0) passed_of_kind[k]++;
             }
             ref_free(&f);
         }
@@ -105,5 +109,13 @@ int main(int argc, char **argv)
     }
     free(paths);
     printf("%d files, %d passed, %d failed\n", n, n - failed, failed);
-    return failed ? 1 : 0;
+    int missing = 0;
+    for (size_t k = 0; k < N_CHECKERS; k++) {
+        if (passed_of_kind[k] == 0) {
+            printf("FAIL kind %s: no reference file of this kind passed (none found in %s?)\n",
+                   checkers[k].kind, dir);
+            missing++;
+        }
+    }
+    return failed || missing ? 1 : 0;
 }

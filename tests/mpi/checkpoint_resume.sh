@@ -11,8 +11,8 @@ rc=$(run 2 "$WORK/full" "$WORK/c.yaml")
 
 # Stopped part-way: signal the ranks (as Slurm's --signal does) once the run
 # is under way, mid-epoch (32 updates per epoch, 50 per checkpoint).
-$MPIEXEC -np 2 "$DTRAIN" --set run.out_dir="$WORK/part" "$WORK/c.yaml" > "$WORK/part.log" 2>&1 &
-launcher=$!
+start_run 2 "$WORK/part" "$WORK/c.yaml"
+launcher=$LAUNCHER
 wait_for_steps "$WORK/part/metrics.jsonl" 333 60 || die "the run did not start"
 pkill -TERM -P "$launcher" -x dtrain  # this job's ranks only
 wait "$launcher"
@@ -23,9 +23,7 @@ stopped=$(train_losses "$WORK/part/metrics.jsonl" | tail -n 1 | cut -d' ' -f1)
 [ "$stopped" -lt 1500 ] || die "the run finished before the signal"
 echo "stopped at step $stopped"
 
-rc=$(run 2 "$WORK/part" --resume latest "$WORK/c.yaml")
-[ "$rc" -eq 0 ] || { cat "$WORK/part.log"; die "resumed run exited $rc"; }
-grep -q "resumed from .*ckpt-0*$stopped.dtck" "$WORK/part.log" || die "did not resume from step $stopped"
+resume_latest 2 "$WORK/part" "$stopped" 1500 "$WORK/c.yaml"
 a=$(json_field "$WORK/full/summary.json" param_checksum)
 b=$(json_field "$WORK/part/summary.json" param_checksum)
 [ "$a" = "$b" ] || die "param_checksum $b after resume, $a uninterrupted"
@@ -34,7 +32,10 @@ diff <(train_losses "$WORK/full/metrics.jsonl") <(train_losses "$WORK/part/metri
 echo "stop + resume on 2 ranks: bit-identical ($a)"
 
 # Another world size: the checkpoint of step 1000 (written by 2 ranks),
-# resumed on 3 and on 1 (the run length may change on resume).
+# resumed on 3 and on 1 (the run length may change on resume). The resumed
+# runs must say so and log only updates 1001..1500: a run that ignored
+# --resume would log 1..1500, and its losses would match the 2-rank run's
+# just as well (training is deterministic).
 small_config "$WORK/c1000.yaml" 1000
 rc=$(run 2 "$WORK/first" "$WORK/c1000.yaml")
 [ "$rc" -eq 0 ] || die "1000-step run exited $rc"
@@ -43,6 +44,8 @@ for np in 3 1; do
     [ "$rc" -eq 0 ] || { cat "$WORK/np$np.log"; die "resume on $np ranks exited $rc"; }
     [ "$(json_field "$WORK/np$np/summary.json" world_size)" = "$np" ] || die "world_size"
     [ "$(json_field "$WORK/np$np/summary.json" steps)" = 1500 ] || die "steps"
+    check_resumed "$WORK/np$np.log" "$WORK/np$np/metrics.jsonl" 1000 1500
+    grep -q "written by 2 ranks" "$WORK/np$np.log" || die "the resume on $np ranks does not name the writer's 2 ranks"
     compare_losses "$WORK/np$np/metrics.jsonl" "$WORK/full/metrics.jsonl" 1e-4 \
         || die "losses after resuming on $np ranks differ from the 2-rank run"
 done

@@ -6,29 +6,12 @@
 small_config "$WORK/c.yaml" 1000000
 grace=5
 
-# gone_within SECONDS PID... : every PID has ended (or is a zombie) in time
-gone_within() {
-    local limit=$1 start=$SECONDS pid state
-    shift
-    for pid in "$@"; do
-        while :; do
-            state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
-            [ -z "$state" ] || [ "$state" = Z ] && break
-            if [ $((SECONDS - start)) -ge "$limit" ]; then
-                kill -KILL "$@" 2>/dev/null
-                return 1
-            fi
-            sleep 0.1
-        done
-    done
-}
-
 for how in term-then-kill kill; do
-    $MPIEXEC -np 3 "$DTRAIN" --set run.out_dir="$WORK/$how" "$WORK/c.yaml" > "$WORK/$how.log" 2>&1 &
-    launcher=$!
+    start_run 3 "$WORK/$how" "$WORK/c.yaml"
+    launcher=$LAUNCHER
     wait_for_steps "$WORK/$how/metrics.jsonl" 100 60 || die "$how: the run did not start"
-    ranks=$(pgrep -P "$launcher" -x dtrain)
-    [ "$(echo "$ranks" | wc -w)" -eq 3 ] || die "$how: expected 3 ranks named dtrain, found: $ranks"
+    job_ranks 3
+    ranks=$RANKS
     if [ "$how" = term-then-kill ]; then
         kill -TERM "$launcher"
         sleep 0.2

@@ -10,20 +10,15 @@ small_config "$WORK/c.yaml" 1200 "comm: {timeout_s: $timeout_s}"
 rc=$(run 3 "$WORK/full" "$WORK/c.yaml")
 [ "$rc" -eq 0 ] || { cat "$WORK/full.log"; die "uninterrupted run exited $rc"; }
 
-$MPIEXEC -np 3 "$DTRAIN" --set run.out_dir="$WORK/part" "$WORK/c.yaml" > "$WORK/part.log" 2>&1 &
-launcher=$!
+start_run 3 "$WORK/part" "$WORK/c.yaml"
+launcher=$LAUNCHER
 wait_for_steps "$WORK/part/metrics.jsonl" 420 60 || die "the run did not start"
-ranks=$(pgrep -P "$launcher" -x dtrain) # this job's ranks only
-[ "$(echo "$ranks" | wc -w)" -eq 3 ] || die "expected 3 ranks named dtrain under mpirun, found: $ranks"
+job_ranks 3
+ranks=$RANKS
 victim=$(echo "$ranks" | tail -n 1)
 kill -STOP "$victim"
 stopped_at=$SECONDS
-ended=0
-for _ in $(seq 1 $(((timeout_s + 30) * 10))); do
-    kill -0 "$launcher" 2>/dev/null || { ended=1; break; }
-    sleep 0.1
-done
-if [ "$ended" -ne 1 ]; then
+if ! launcher_ends_within $((timeout_s + 30)); then
     kill -KILL $ranks "$launcher" 2>/dev/null
     cat "$WORK/part.log"
     die "the job still runs $((timeout_s + 30)) s after a rank stopped responding"
@@ -37,20 +32,18 @@ took=$((SECONDS - stopped_at))
 said=$(sed -n "s/^dtrain: rank \([0-9]*\): step [0-9]*: .* did not complete within comm.timeout_s = $timeout_s s .*/\1/p" "$WORK/part.log")
 [ "$(echo "$said" | sort -u | wc -w)" -ge 2 ] && [ "$(echo "$said" | wc -w)" = "$(echo "$said" | sort -u | wc -w)" ] \
     || { cat "$WORK/part.log"; die "expected one watchdog line from each live rank, got ranks: $said"; }
-for pid in $ranks; do # every rank gone (a zombie waiting for its reaper has ended)
-    while :; do
-        state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
-        [ -z "$state" ] || [ "$state" = Z ] && break
-        [ $((SECONDS - stopped_at)) -lt $((timeout_s + 30)) ] || { kill -KILL $ranks; die "rank $pid left running (state $state)"; }
-        sleep 0.1
-    done
-done
+# every rank gone
+# shellcheck disable=SC2086
+gone_within $((timeout_s + 30 - (SECONDS - stopped_at))) $ranks || die "a rank was left running"
 echo "watchdog ended the job $took s after the stop, status $rc"
 
+# --resume latest really resumes: from the checkpoint `latest` names, with
+# only the updates after it (a run that started again would reach the same
+# checksum too).
 ck=$(readlink "$WORK/part/checkpoints/latest" 2>/dev/null || cat "$WORK/part/checkpoints/latest")
-rc=$(run 3 "$WORK/part" --resume latest "$WORK/c.yaml")
-[ "$rc" -eq 0 ] || { cat "$WORK/part.log"; die "resumed run exited $rc"; }
-grep -q "resumed from .*$(basename "$ck")" "$WORK/part.log" || { cat "$WORK/part.log"; die "did not resume from $ck"; }
+from=$(basename "$ck" | sed -n 's/^ckpt-0*\([0-9][0-9]*\)\.dtck$/\1/p')
+[ -n "$from" ] || die "checkpoints/latest names '$ck', not a checkpoint"
+resume_latest 3 "$WORK/part" "$from" 1200 "$WORK/c.yaml"
 a=$(json_field "$WORK/full/summary.json" param_checksum)
 b=$(json_field "$WORK/part/summary.json" param_checksum)
 [ "$a" = "$b" ] || die "param_checksum $b after watchdog + resume, $a uninterrupted"

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 nodes=$1 tasks=$2 launcher=$3
 np=$((nodes * tasks))
-small_config "$WORK/small.yaml" "$WORK/out"
+slurm_config "$WORK/small.yaml" "$WORK/out"
 id=$(submit --job-name=dtrain --output=dtrain-%j.out --nodes="$nodes" --ntasks-per-node="$tasks" \
      --export=ALL,DTRAIN_LAUNCHER="$launcher" -- "$WORK/small.yaml" --set train.log_every=50)
 st=$(wait_job "$id" 120)

@@ -1,36 +1,31 @@
-# lib.sh - helpers of the Slurm test scripts (sourced).
+# lib.sh - helpers of the Slurm test scripts (sourced); the general ones are
+# in tests/lib.sh.
 # Environment (from slurm_tests.cmake): DTRAIN (the binary), DT_SOURCE (the
 # source tree), DT_TEST_DATA (synthetic IDX sets), DT_SLURM_STATE (the state
-# dir of the cluster that the slurm_cluster fixture started).
-set -u
-SKIP=77
-die() { echo "FAIL: $*"; exit 1; }
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: the local Slurm cluster needs root"; exit $SKIP; }
+# dir of the cluster that the slurm_cluster fixture started), DT_SLURM_WORK
+# (the parent of the tests' work folders).
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+[ "$(id -u)" -eq 0 ] || skip "the local Slurm cluster needs root"
 [ -s "$DT_SLURM_STATE/env.sh" ] || die "no cluster in $DT_SLURM_STATE (did slurm_cluster_start fail?)"
 . "$DT_SLURM_STATE/env.sh"
 SBATCH_SCRIPT=$DT_SOURCE/launch/dtrain.sbatch
 export DTRAIN_BIN=$DTRAIN
 
-WORK=$(mktemp -d "${DT_SLURM_WORK:-${TMPDIR:-/tmp}}/dtrain-slurm.XXXXXX")
+new_work_dir dtrain-slurm "${DT_SLURM_WORK:-${TMPDIR:-/tmp}}"
 JOBS=()
-cleanup() {
-    local rc=$?
-    [ ${#JOBS[@]} -gt 0 ] && scancel "${JOBS[@]}" 2>/dev/null
-    # keep the evidence of a failure
-    if [ $rc -eq 0 ]; then rm -rf "$WORK"; else echo "(files kept in $WORK)"; fi
-}
-trap cleanup EXIT
+DT_AT_EXIT='[ ${#JOBS[@]} -eq 0 ] || scancel "${JOBS[@]}" 2>/dev/null'
 
-# small_config FILE OUT_DIR [EXTRA YAML LINES]: the small MLP on the synthetic data
-small_config() {
-    cat >"$1" <<YAML
-run: {seed: 0, out_dir: $2}
-data: {dir: $DT_TEST_DATA/ok}
-model: {layers: [{dense: 64}, relu, {dense: 10}]}
-train: {steps: ${STEPS:-200}, global_batch: 32, log_every: 10}
-optimizer: {name: momentum, lr: 0.05}
-${3:-}
-YAML
+# slurm_config FILE OUT_DIR [EXTRA YAML LINES...]: the small MLP on the
+# synthetic data (tests/lib.sh small_config) with momentum SGD, logging every
+# 10 updates, output to OUT_DIR (launch/dtrain.sbatch reads it from there),
+# ${STEPS:-200} updates, checkpoints as dtrain's defaults have them.
+slurm_config() {
+    local file=$1 out=$2
+    shift 2
+    small_config "$file" "${STEPS:-200}" "run: {seed: 0, out_dir: $out}" \
+        "model: {layers: [{dense: 64}, relu, {dense: 10}]}" \
+        "train: {steps: ${STEPS:-200}, global_batch: 32, log_every: 10}" \
+        "optimizer: {name: momentum, lr: 0.05}" "checkpoint:" "$@"
 }
 
 # submit SBATCH_OPTIONS... -- DTRAIN_ARGS... : prints the job id
@@ -67,6 +62,3 @@ show_job() {
     echo "---- scontrol show job $1"; scontrol show job "$1" 2>&1 | head -n 40
     echo "---- job output"; cat "$WORK/dtrain-$1.out" 2>/dev/null
 }
-
-# json_field FILE KEY: a value of summary.json (quotes removed)
-json_field() { sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -n 1; }

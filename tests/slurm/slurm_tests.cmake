@@ -36,7 +36,13 @@ endfunction()
 dt_slurm_test(job_2x2_srun job.sh 2 2 srun)
 dt_slurm_test(job_2x2_mpirun job.sh 2 2 mpirun)
 dt_slurm_test(requeue_logic requeue_logic.sh srun)   # the script's signal/requeue path, stand-in binary
-dt_slurm_test(preempt preempt.sh)                     # real dtrain: signal, checkpoint, requeue, resume
+# real dtrain: signal, checkpoint, requeue, resume; with dtrain's BLAS re-exec
+# forced and off (the ranks must get the signal either way; sbatch passes the
+# environment on)
+dt_slurm_test(preempt_reexec preempt.sh)
+set_property(TEST slurm_preempt_reexec APPEND PROPERTY ENVIRONMENT DTRAIN_BLAS_REEXEC=force)
+dt_slurm_test(preempt_noreexec preempt.sh)
+set_property(TEST slurm_preempt_noreexec APPEND PROPERTY ENVIRONMENT DTRAIN_BLAS_REEXEC=0)
 
 # 4 ranks on one node, on a single-node cluster of its own (no emulation)
 math(EXPR DT_SLURM_PORT_SINGLE "${DT_SLURM_PORT} + 10")

@@ -5,12 +5,10 @@
 # plots when gnuplot is there). Then a sweep of a config key as a series
 # (--series, P = 1, 2, 4): each value reaches dtrain, is its own series with
 # its own 1-rank baseline, and gets its own split plot.
-set -u
+. "$(dirname "$0")/../lib.sh"
 smpi_dtrain=$1
-[ -x "$smpi_dtrain" ] || { echo "SKIP: no SMPI build at $smpi_dtrain"; exit 77; }
-die() { echo "FAIL: $*"; exit 1; }
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/dtrain-smpi.XXXXXX")
-trap '[ $? -eq 0 ] && rm -rf "$WORK" || echo "(files kept in $WORK)"' EXIT
+[ -x "$smpi_dtrain" ] || skip "no SMPI build at $smpi_dtrain"
+new_work_dir dtrain-smpi
 cat >"$WORK/small.yaml" <<YAML
 run: {seed: 0, out_dir: $WORK/unused}
 data: {dir: $DT_TEST_DATA/ok}
@@ -19,7 +17,7 @@ train: {steps: 200, global_batch: 32, log_every: 10}
 optimizer: {name: momentum, lr: 0.05}
 YAML
 timeout -k 5 600 /usr/bin/python3 "$DT_SOURCE/launch/scaling" --backend smpi --smpi-dtrain "$smpi_dtrain" \
-    --platform fast --ranks "1 2 4 8 16" --batch 32 --steps 8 --out "$WORK/out" "$WORK/small.yaml" \
+    --platform fast --ranks "1 2 4 8 16" --repeats 2 --batch 32 --steps 8 --out "$WORK/out" "$WORK/small.yaml" \
     >"$WORK/scaling.log" 2>&1 || { cat "$WORK/scaling.log"; die "launch/scaling failed"; }
 cat "$WORK/scaling.log"
 runs=$WORK/out/runs.csv sum=$WORK/out/scaling.csv
@@ -27,20 +25,29 @@ runs=$WORK/out/runs.csv sum=$WORK/out/scaling.csv
 # column NAME FILE: that column of a CSV (no quoted commas in these files;
 # Python's csv module ends lines with CR LF)
 column() { awk -F, -v k="$1" '{ sub(/\r$/, "") } NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i; next } { print $c }' "$2"; }
-[ "$(column ranks "$runs" | paste -sd' ')" = "1 2 4 8 16" ] || die "ranks in runs.csv: $(column ranks "$runs" | paste -sd' ')"
+[ "$(column ranks "$runs" | sort -n | paste -sd' ')" = "1 1 2 2 4 4 8 8 16 16" ] || die "ranks in runs.csv: $(column ranks "$runs" | paste -sd' ')"
 [ "$(column status "$runs" | sort -u)" = ok ] || die "not every run succeeded"
-[ "$(column nodes "$runs" | paste -sd' ')" = "1 1 1 1 2" ] || die "nodes $(column nodes "$runs" | paste -sd' '), expected 8 ranks per node"
+paste -d' ' <(column ranks "$runs") <(column nodes "$runs") | awk '$2 != int(($1 + 7) / 8) { exit 1 }' \
+    || die "nodes $(column nodes "$runs" | paste -sd' ') for ranks $(column ranks "$runs" | paste -sd' '), expected 8 ranks per node"
 [ "$(column global_batch "$runs" | sort -u)" = 32 ] || die "global batch not fixed at 32"
 [ "$(column steps "$runs" | sort -u)" = 8 ] || die "steps not 8"
 [ "$(column backend "$runs" | sort -u)" = smpi ] || die "backend column"
 column samples_per_second "$runs" | awk '!($1 > 0) { exit 1 }' || die "samples_per_second not positive"
-column communication_s "$runs" | awk 'NR == 1 { next } !($1 > 0) { exit 1 }' || die "no communication time at P > 1"
+paste -d' ' <(column ranks "$runs") <(column communication_s "$runs") | awk '$1 > 1 && !($2 > 0) { exit 1 }' \
+    || die "no communication time at P > 1"
 [ "$(column speedup "$sum" | head -n 1)" = 1.0000 ] || die "speedup at 1 rank is not 1"
 paste -d' ' <(column ranks "$sum") <(column speedup "$sum") <(column efficiency "$sum") \
     | awk '{ if (($3 - $2 / $1) > 1e-3 || ($2 / $1 - $3) > 1e-3) exit 1 }' || die "efficiency != speedup / ranks"
 # every run on the simulated cluster computes the same updates up to
 # summation order: the model must still learn at every P
 column test_accuracy "$runs" | awk '!($1 > 0.5) { exit 1 }' || die "a simulated run did not learn"
+# Runs at the same rank count make the same updates in the same order, so
+# their parameters are bit-identical: the two repeats of each P must report
+# one param_checksum (a 16-hex-digit value, not an empty column).
+paste -d' ' <(column ranks "$runs") <(column param_checksum "$runs") | awk '
+    length($2) != 16 || $2 !~ /^[0-9a-f]+$/ { printf "P=%s: param_checksum \"%s\"\n", $1, $2; bad = 1 }
+    ($1 in seen) && seen[$1] != $2 { printf "P=%s: param_checksum %s vs %s\n", $1, seen[$1], $2; bad = 1 }
+    { seen[$1] = $2 } END { exit bad }' || die "simulated runs that make the same updates disagree on param_checksum"
 if command -v gnuplot >/dev/null; then
     for f in throughput efficiency split-smpi-fast-strong; do
         [ -s "$WORK/out/$f.png" ] || die "no $f.png"

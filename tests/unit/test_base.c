@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "dtrain/common.h"
 #include "dtrain/rng.h"
 
@@ -96,7 +97,7 @@ START_TEST(test_rng_below_is_in_range_and_uniform)
 }
 END_TEST
 
-int main(void)
+static Suite *base_suite(void)
 {
     Suite *s = suite_create("base");
     TCase *tc = tcase_create("core");
@@ -107,9 +108,7 @@ int main(void)
     tcase_add_test(tc, test_rng_uniform_and_normal_moments);
     tcase_add_test(tc, test_rng_below_is_in_range_and_uniform);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }
+
+DT_CHECK_MAIN(base_suite)

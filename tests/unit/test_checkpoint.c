@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "dtrain/checkpoint.h"
 
 /* internal entry points of checkpoint.c, exported for this suite */
@@ -343,46 +344,6 @@ START_TEST(test_crc_paths_agree_on_random_buffers)
         }
     }
     free(buf);
-}
-END_TEST
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-START_TEST(test_crc_speed)
-{
-    size_t n = 10u << 20;
-    unsigned char *b = malloc(n);
-    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(i * 131u);
-    double best_sw = 1e9, best_hw = 1e9;
-    volatile uint32_t sink_v = 0;
-    for (int r = 0; r < 3; r++) {
-        double t0 = now();
-        sink_v ^= dt__crc32c_sw(0, b, n);
-        double t1 = now();
-        if (t1 - t0 < best_sw) best_sw = t1 - t0;
-        if (dt__crc32c_hw_available()) {
-            t0 = now();
-            sink_v ^= dt__crc32c_hw(0, b, n);
-            t1 = now();
-            if (t1 - t0 < best_hw) best_hw = t1 - t0;
-        }
-    }
-    fprintf(stderr, "crc32c 10 MiB: software %.2f ms (%.0f MB/s)", best_sw * 1e3,
-            n / best_sw / 1e6);
-    if (dt__crc32c_hw_available())
-        fprintf(stderr, ", sse4.2 %.2f ms (%.0f MB/s)", best_hw * 1e3, n / best_hw / 1e6);
-    fprintf(stderr, "\n");
-    /* generous bound: holds in Debug and under sanitizers, catches a
-     * bit-at-a-time or byte-at-a-time regression in the dispatched path */
-    int hw = dt__crc32c_hw_available();
-    double best = hw ? best_hw : best_sw;
-    ck_assert_msg(best < (hw ? 0.1 : 0.5), "10 MiB took %.1f ms", best * 1e3);
-    free(b);
 }
 END_TEST
 
@@ -1017,7 +978,6 @@ static Suite *checkpoint_suite(void)
     TCase *crc = tcase_create("crc32c");
     tcase_add_test(crc, test_crc_check_value);
     tcase_add_test(crc, test_crc_paths_agree_on_random_buffers);
-    tcase_add_test(crc, test_crc_speed);
     tcase_set_timeout(crc, 60);
     suite_add_tcase(s, crc);
 
@@ -1052,10 +1012,7 @@ int main(void)
         perror("mkdtemp");
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(checkpoint_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = dt_check_run(checkpoint_suite());
     rm_rf(rootdir);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return status;
 }

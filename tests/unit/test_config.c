@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "dtrain/config.h"
 
 static char tmpdir[256];
@@ -1198,10 +1199,7 @@ int main(void)
     tcase_add_test(tc, test_names_and_durations);
     tcase_add_test(tc, test_mutations_do_not_crash);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = dt_check_run(s);
     remove_tmpdir();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return status;
 }

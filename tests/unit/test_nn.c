@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "../../src/nn/layers.h"
 #include "dtrain/nn.h"
 #include "dtrain/rng.h"
@@ -1018,7 +1019,7 @@ START_TEST(test_forward_values)
 }
 END_TEST
 
-int main(void)
+static Suite *nn_suite(void)
 {
     Suite *s = suite_create("nn");
     TCase *kinds = tcase_create("kinds");
@@ -1049,9 +1050,7 @@ int main(void)
     tcase_add_test(model, test_no_allocation_in_step);
     tcase_add_test(model, test_forward_values);
     suite_add_tcase(s, model);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }
+
+DT_CHECK_MAIN(nn_suite)

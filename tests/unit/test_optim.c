@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "dtrain/optim.h"
 
 /* Relative closeness for float results against double hand values. */
@@ -653,7 +654,7 @@ START_TEST(test_step_allocates_nothing)
 }
 END_TEST
 
-int main(void)
+static Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("rules");
@@ -682,9 +683,7 @@ int main(void)
     tcase_add_test(tp, test_prepare_matches_two_calls);
     tcase_add_test(tp, test_step_allocates_nothing);
     suite_add_tcase(s, tp);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }
+
+DT_CHECK_MAIN(optim_suite)

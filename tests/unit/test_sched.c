@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "dtrain/sched.h"
 
 #define ck_assert_lr(got, want)                                                         \
@@ -209,7 +210,7 @@ START_TEST(test_bad_name_aborts)
 }
 END_TEST
 
-int main(void)
+static Suite *sched_suite(void)
 {
     Suite *s = suite_create("sched");
     TCase *tc = tcase_create("schedules");
@@ -227,9 +228,7 @@ int main(void)
     tcase_add_test_raise_signal(tb, test_bad_max_steps_aborts, SIGABRT);
     tcase_add_test_raise_signal(tb, test_bad_name_aborts, SIGABRT);
     suite_add_tcase(s, tb);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }
+
+DT_CHECK_MAIN(sched_suite)
