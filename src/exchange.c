@@ -32,6 +32,7 @@ struct dt_exchange {
     int n_buckets;
     size_t lo[MAX_BUCKETS], hi[MAX_BUCKETS]; /* bucket k: gradients [lo, hi) */
     dt_reduce_handle *h[MAX_BUCKETS];
+    double t_start[MAX_BUCKETS], t_done[MAX_BUCKETS]; /* for the timeline */
     MPI_Request tail_req;
     int started;       /* buckets 0..started-1 are in flight */
     size_t ready_from; /* arena[ready_from, n_params) is final */
@@ -120,6 +121,7 @@ static void start_ready_buckets(dt_exchange *x)
 {
     while (x->started < x->n_buckets && x->lo[x->started] >= x->ready_from) {
         int k = x->started++;
+        x->t_start[k] = MPI_Wtime();
         x->h[k] = dt_reduce_start(x->plan, x->op, x->arena + x->lo[k], bucket_count(x, k));
     }
 }
@@ -172,6 +174,8 @@ const float *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
     }
     for (int k = 0; k < x->n_buckets; k++) {
         if (!x->alone) dt_reduce_wait(x->h[k]);
+        x->t_done[k] = MPI_Wtime();
+        if (x->alone) x->t_start[k] = x->t_done[k];
         size_t lo, hi;
         bucket_piece(x, k, &lo, &hi);
         if (piece && hi > lo) piece(ctx, lo, hi);
@@ -225,6 +229,12 @@ void dt_exchange_gather(dt_exchange *x, float *array)
 
 double dt_exchange_ready_seconds(const dt_exchange *x) { return x->ready_seconds; }
 int dt_exchange_buckets(const dt_exchange *x) { return x->n_buckets; }
+
+void dt_exchange_bucket_times(const dt_exchange *x, int k, double *start, double *done)
+{
+    *start = x->t_start[k];
+    *done = x->t_done[k];
+}
 bool dt_exchange_sharded(const dt_exchange *x) { return x->op == DT_REDUCE_REDUCE_SCATTER; }
 
 void dt_exchange_describe(const dt_exchange *x, char *buf, size_t size)

@@ -39,6 +39,8 @@ typedef struct {
         char name[DT_NAME_MAX];
         unsigned long long seed;
         char out_dir[DT_PATH_MAX];
+        char trace[DT_PATH_MAX]; /* Chrome trace JSON of the first updates; "" = none */
+        long trace_steps;        /* updates traced */
     } run;
 
     struct {

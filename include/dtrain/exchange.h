@@ -90,6 +90,9 @@ void dt_exchange_gather(dt_exchange *x, float *array);
 /* Seconds spent inside dt_exchange_ready since the last begin. */
 double dt_exchange_ready_seconds(const dt_exchange *x);
 int dt_exchange_buckets(const dt_exchange *x);
+/* When bucket k's reduction started and was seen complete (MPI_Wtime) in
+ * the last finish: the timeline's spans. */
+void dt_exchange_bucket_times(const dt_exchange *x, int k, double *start, double *done);
 bool dt_exchange_sharded(const dt_exchange *x);
 /* "replicated, allreduce hierarchical, float32, 2 buckets of up to 1024 KiB
  * overlapped with backward" */

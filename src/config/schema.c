@@ -85,6 +85,8 @@ static const field run_fields[] = {
     STR_ROW("name", run.name, NULL), /* default: the config file's base name */
     INT_ROW("seed", R_GE0, run.seed, W_ULL, 0),
     STR_ROW("out_dir", run.out_dir, NULL), /* default: runs/<name> */
+    STR_ROW("trace", run.trace, ""),
+    INT_ROW("trace_steps", R_GT0, run.trace_steps, W_LONG, 200),
 };
 
 static const field data_fields[] = {

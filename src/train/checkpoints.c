@@ -28,7 +28,7 @@ void train_install_stop_handlers(void)
 
 /* Hash of the resolved configuration minus the keys a resume may change
  * (run length, logging, evaluation, checkpointing, communication, threads,
- * names and paths): a checkpoint only resumes the run it belongs to. */
+ * tracing, names and paths): a checkpoint only resumes the run it belongs to. */
 static dt_status config_hash(const dt_config *c, uint64_t *hash, dt_error *err)
 {
     dt_config *k = dt_malloc(sizeof *k);
@@ -37,6 +37,8 @@ static dt_status config_hash(const dt_config *c, uint64_t *hash, dt_error *err)
     memset(k->source, 0, sizeof k->source);
     memset(k->run.name, 0, sizeof k->run.name);
     memset(k->run.out_dir, 0, sizeof k->run.out_dir);
+    memset(k->run.trace, 0, sizeof k->run.trace);
+    k->run.trace_steps = 0;
     memset(k->data.dir, 0, sizeof k->data.dir);
     memset(&k->train.length, 0, sizeof k->train.length);
     k->train.eval_every = k->train.log_every = 0;

@@ -86,6 +86,7 @@ static void evaluate_if_due(trainer *tr, const step_record *r, log_window *win, 
     if (!due && !last) return;
     double t0 = dt_comm_time();
     train_evaluate(tr, &res->test_loss, &res->test_accuracy);
+    dt_trace_span(tr->trace, "evaluation", "eval", t0, dt_comm_time(), r->step, -1);
     if (tr->metrics) {
         dt_eval_record rec = {
             .step = r->step,
@@ -105,6 +106,7 @@ static dt_status checkpoint_if_due(trainer *tr, const step_record *r, log_window
     if (!train_checkpoint_due(tr, r->step) && r->step != tr->total_steps) return DT_OK;
     double t0 = dt_comm_time();
     dt_status st = train_save_checkpoint(tr, r->step, res->skipped, err);
+    dt_trace_span(tr->trace, "checkpoint", "io", t0, dt_comm_time(), r->step, -1);
     win->t0 += dt_comm_time() - t0;
     return st;
 }

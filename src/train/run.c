@@ -158,6 +158,38 @@ static dt_status write_summary(trainer *tr, const run_result *res, double wall, 
     return st;
 }
 
+/* The timeline of the first run.trace_steps updates (every rank; the clock
+ * origin is a collective). */
+static dt_status open_trace(trainer *tr, long first_step, dt_error *err)
+{
+    const dt_config *c = &tr->cfg;
+    if (!c->run.trace[0]) return DT_OK;
+    size_t per = dt_trace_events_per_update(c->model.n_layers, dt_exchange_buckets(tr->exchange));
+    double origin = dt_comm_clock_origin();
+    return dt_trace_create((size_t)c->run.trace_steps * per + 64, first_step, c->run.trace_steps,
+                           tr->comm->rank, origin, &tr->trace, err);
+}
+
+/* Every rank's spans to rank 0, which writes run.trace. */
+static dt_status write_trace(trainer *tr, dt_error *err)
+{
+    if (!tr->trace) return DT_OK;
+    const bool root = tr->comm->rank == 0;
+    void *mine = NULL, *all = NULL;
+    size_t len = 0;
+    size_t *lens = root ? dt_calloc((size_t)tr->comm->world, sizeof *lens) : NULL;
+    dt_status st = root && !lens ? dt_fail(err, DT_EINTERNAL, "out of memory")
+                                 : dt_trace_serialize(tr->trace, &mine, &len, err);
+    if (!(st = agree(tr, st, err))) st = dt_comm_gather_bytes(mine, len, 0, &all, lens, err);
+    if (!st && root) st = dt_trace_write_json(tr->cfg.run.trace, all, lens, tr->comm->world, err);
+    if (!st && root && tr->metrics) dt_metrics_note(tr->metrics, "trace: %s", tr->cfg.run.trace);
+    st = agree(tr, st, err);
+    dt_free(mine);
+    dt_free(all);
+    dt_free(lens);
+    return st;
+}
+
 /* From a checked configuration to a trainer ready to run (or to --check's
  * plan). */
 static dt_status prepare(trainer *tr, dt_error *err)
@@ -207,15 +239,19 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
     }
     st = open_outputs(&tr, opt->resume != NULL, &err);
     if ((st = agree(&tr, st, &err))) goto done;
+    st = open_trace(&tr, first_step, &err);
+    if ((st = agree(&tr, st, &err))) goto done;
     report_startup(&tr);
 
     double wall0 = dt_comm_time();
     st = train_loop(&tr, first_step, &res, &err);
     if ((st = agree(&tr, st, &err))) goto done;
     st = write_summary(&tr, &res, dt_comm_time() - wall0, &err);
-    st = agree(&tr, st, &err);
+    if ((st = agree(&tr, st, &err))) goto done;
+    st = write_trace(&tr, &err);
 
 done:
+    dt_trace_free(tr.trace);
     train_free(&tr);
     return st;
 }

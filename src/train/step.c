@@ -103,6 +103,41 @@ static bool exchange_and_update(trainer *tr, step_record *rec, update_ctx *u)
     return finite;
 }
 
+/* Backward's layer boundaries, seen through the exchange's callback: with a
+ * timeline, each layer's backward becomes a span (index = parameter
+ * block, from the last layer). */
+typedef struct {
+    dt_exchange *exchange;
+    dt_trace *trace;
+    long step;
+    double t_last;
+    long block;
+} backward_watch;
+
+static void traced_ready(void *ctx, size_t offset, size_t count)
+{
+    backward_watch *b = ctx;
+    double now = dt_comm_time();
+    dt_trace_span(b->trace, "backward", "compute", b->t_last, now, b->step, b->block++);
+    dt_exchange_ready(b->exchange, offset, count);
+    b->t_last = dt_comm_time();
+}
+
+static void trace_step(trainer *tr, long step, const double t[5], double opt_seconds)
+{
+    dt_trace *tc = tr->trace;
+    dt_trace_span(tc, "update", "step", t[0], t[4], step, -1);
+    dt_trace_span(tc, "data", "compute", t[0], t[1], step, -1);
+    dt_trace_span(tc, "forward", "compute", t[1], t[2], step, -1);
+    dt_trace_span(tc, "exchange and update", "comm", t[3], t[4], step, -1);
+    dt_trace_span(tc, "optimizer (sum)", "optimizer", t[4] - opt_seconds, t[4], step, -1);
+    for (int k = 0; k < dt_exchange_buckets(tr->exchange); k++) {
+        double b0, b1;
+        dt_exchange_bucket_times(tr->exchange, k, &b0, &b1);
+        dt_trace_span(tc, "bucket", "buckets", b0, b1, step, k);
+    }
+}
+
 void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
 {
     const size_t n_params = dt_model_param_count(tr->model);
@@ -125,7 +160,10 @@ void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
     tail[TAIL_LOSS_SUM] = (float)loss_sum;
     tail[TAIL_STOP] = train_stop_signal ? 1.0f : 0.0f;
     dt_exchange_begin(tr->exchange, tr->grad_arena);
-    if (n > 0) dt_model_backward(tr->model, dt_exchange_ready, tr->exchange);
+    const bool traced = dt_trace_wants(tr->trace, step);
+    backward_watch watch = {tr->exchange, tr->trace, step, t2, 0};
+    if (n > 0 && traced) dt_model_backward(tr->model, traced_ready, &watch);
+    else if (n > 0) dt_model_backward(tr->model, dt_exchange_ready, tr->exchange);
     double t3 = dt_comm_time();
 
     const dt_optim_hparams *hp = &tr->opt.hp;
@@ -149,6 +187,7 @@ void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
     tr->time.backward += t3 - t2 - in_backward;
     tr->time.comm += rec->comm_seconds;
     tr->time.optimizer += u.seconds;
+    if (traced) trace_step(tr, step, (const double[5]){t0, t1, t2, t3, t4}, u.seconds);
 }
 
 /* Mean test loss and accuracy: each rank evaluates a contiguous slice of

@@ -27,6 +27,7 @@
 #include "dtrain/nn.h"
 #include "dtrain/optim.h"
 #include "dtrain/sched.h"
+#include "dtrain/trace.h"
 
 /* Evaluation and start-up probes run the model on chunks of this many
  * samples (the model's buffers hold at least this many). */
@@ -67,6 +68,7 @@ typedef struct {
     long total_steps;
     int threads;        /* BLAS threads of this rank */
     dt_metrics *metrics;    /* rank 0 only */
+    dt_trace *trace;        /* the timeline; NULL when run.trace is not set */
     dt_ckpt_header ckpt_id; /* what identifies this run's checkpoints */
     uint64_t ckpt_allocs;   /* allocations made by checkpoint writes */
     phase_times time;

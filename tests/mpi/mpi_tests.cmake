@@ -96,3 +96,6 @@ dt_mpi_test(storage_faults_tmpfs storage_faults.sh tmpfs)
 set_property(TEST mpi_storage_faults mpi_storage_faults_tmpfs APPEND PROPERTY ENVIRONMENT
              "DT_FAULT_LIB=$<TARGET_FILE:dt_fault_inject>")
 set_tests_properties(mpi_storage_faults_tmpfs PROPERTIES SKIP_RETURN_CODE 77)
+
+# The timeline (run.trace).
+dt_mpi_test(trace trace.sh)
