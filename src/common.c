@@ -19,21 +19,6 @@ dt_status dt_fail(dt_error *err, dt_status code, const char *fmt, ...)
     return code;
 }
 
-const char *dt_status_name(dt_status code)
-{
-    static const char *const names[] = {
-        [DT_OK] = "ok",
-        [DT_EINTERNAL] = "error",
-        [DT_ECONFIG] = "config error",
-        [DT_EDATA] = "data error",
-        [DT_EDIVERGED] = "diverged",
-        [DT_EPREEMPTED] = "preempted",
-        [DT_ETIMEOUT] = "timed out",
-    };
-    if ((unsigned)code < DT_ARRAY_LEN(names) && names[code]) return names[code];
-    return "error";
-}
-
 /* ---- allocation ---------------------------------------------------------- */
 static atomic_uint_fast64_t alloc_count;
 

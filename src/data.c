@@ -511,7 +511,7 @@ void dt_gather_batch(const dt_dataset *ds, const uint32_t *idx, long count, floa
 
 /* ---- data order -------------------------------------------------------------- */
 
-/* The epoch permutation (SPEC.md "Data order"; README cites this):
+/* The epoch permutation (tests/reference/SPEC.md "Data order"; README cites this):
  *
  *   stream = DT_STREAM_PERMUTATION | (epoch << 8)
  *   perm[i] = i                                   for i in [0, n)

@@ -1,4 +1,4 @@
-/* optim.c - the optimizers and gradient pre-processing of SPEC.md.
+/* optim.c - the optimizers and gradient pre-processing of tests/reference/SPEC.md.
  *
  * An optimizer is one line of the table `optimizers` below: its state slot
  * count and a step function over flat float arrays. Adding one means one

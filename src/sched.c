@@ -1,4 +1,4 @@
-/* sched.c - the learning-rate schedules of SPEC.md as pure functions of k.
+/* sched.c - the learning-rate schedules of tests/reference/SPEC.md as pure functions of k.
  *
  * Linear warmup over the first W updates, then one small function per
  * schedule (table `schedules`, with the schedule's name) of j = k - W. Everything is double: the

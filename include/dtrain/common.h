@@ -2,7 +2,7 @@
  * that carries one user-facing message up to main, the counting allocator,
  * and the 64-bit hash used for parameter checksums.
  *
- * Two kinds of failure exist (see STYLE.md). User-facing errors (bad config,
+ * Two kinds of failure exist (as in libuv). User-facing errors (bad config,
  * bad data, bad checkpoint) are returned as a dt_status with the message in a
  * dt_error; nothing below main prints them. Broken invariants are bugs:
  * DT_BUG() prints rank:file:line and aborts (train/comm replace the abort
@@ -41,8 +41,6 @@ typedef struct {
 dt_status dt_fail(dt_error *err, dt_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Short name of a status ("config error", "data error", ...). */
-const char *dt_status_name(dt_status code);
 
 /* ---- allocation -------------------------------------------------------
  * Every allocation dtrain makes goes through these, so a test can prove the

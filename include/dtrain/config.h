@@ -1,4 +1,4 @@
-/* config.h - the YAML configuration of a run (schema: CONFIG.md).
+/* config.h - the YAML configuration of a run (schema: the README's configuration reference).
  *
  * dt_config_load parses the YAML file with libyaml, applies the `--set`
  * overrides (each VALUE parsed as YAML), validates every key strictly

@@ -6,7 +6,7 @@
  * allocation, so a truncated or lying file is an error naming the file and
  * what is wrong, never a crash or a huge allocation.
  *
- * Data order (SPEC.md): epoch e visits the training set in the order of a
+ * Data order (tests/reference/SPEC.md): epoch e visits the training set in the order of a
  * permutation generated from (seed, e) alone; global batch i is positions
  * [i*B, (i+1)*B) of it; rank r of P takes [floor(r*b/P), floor((r+1)*b/P)).
  * The permutation is a Fisher-Yates shuffle driven by a counter-based

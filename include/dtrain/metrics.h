@@ -5,7 +5,7 @@
  * object per logged update and per evaluation, each written whole with one
  * write(2) as it happens, so a killed job keeps its curve) and
  * out_dir/summary.json (the atomic durable write of fs.h: complete or
- * absent). Field names are the contract of CONFIG.md "Outputs".
+ * absent). Field names are the contract of the README's "Output" section.
  *
  * No silent failure: the first metrics.jsonl write that fails (disk full,
  * I/O error) is kept as the module's verdict, DT_EINTERNAL with one line

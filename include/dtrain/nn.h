@@ -5,7 +5,7 @@
  * 64-byte aligned float arena, the gradients in a second arena with the same
  * layout (layer by layer in forward order; within a layer the weights, then
  * the bias), so one allreduce covers the whole model and optimizers are flat
- * loops. Layouts follow PyTorch (SPEC.md): dense W is [out][in] row-major,
+ * loops. Layouts follow PyTorch (tests/reference/SPEC.md): dense W is [out][in] row-major,
  * y = W x + b; conv is NCHW with weights [out_c][in_c][kh][kw]. A dense
  * layer after a conv/pool layer flattens implicitly. The last layer's
  * outputs are the class logits, trained with softmax cross-entropy.

@@ -1,8 +1,8 @@
-/* optim.h - the update rules of SPEC.md over flat float arrays.
+/* optim.h - the update rules of tests/reference/SPEC.md over flat float arrays.
  *
  * An optimizer is a table entry {name, state_slots, step}; its state lives
  * in state_slots arenas with the layout of the parameter arena (v, s, m, u of
- * SPEC.md), zero at the start. The gradient pre-processing of SPEC.md
+ * tests/reference/SPEC.md), zero at the start. The gradient pre-processing of tests/reference/SPEC.md
  * (non-finite check, coupled weight decay, global-norm clipping) is here
  * too, as separate calls, because the trainer must decide on the non-finite
  * guard before any state changes. Pure functions: no MPI, no layers. */

@@ -1,4 +1,4 @@
-/* sched.h - the learning rate lr(k) of SPEC.md, in double.
+/* sched.h - the learning rate lr(k) of tests/reference/SPEC.md, in double.
  *
  * k counts the updates already applied (0 for the first update). All
  * durations here are in updates; the trainer converts *_epochs config keys

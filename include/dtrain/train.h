@@ -2,9 +2,11 @@
  * sched, comm and metrics together, plus evaluation and timing.
  *
  * Every rank calls dt_train_run with the same options; each returns the
- * same exit status (DESIGN.md): 0 done, 2 bad configuration, 3 bad data or
- * checkpoint, 4 diverged under nonfinite: abort, 1 anything else. Only rank
- * 0 prints (the error line on stderr, progress on stdout) and writes files.
+ * same exit status (common.h's dt_status): 0 done, 2 bad configuration, 3
+ * bad data or checkpoint, 4 diverged under nonfinite: abort, 5 stopped by a
+ * signal, 6 a collective timed out (comm.timeout_s; the job is aborted), 1
+ * anything else. Only rank 0 prints (the error line on stderr, progress on
+ * stdout) and writes files.
  *
  * SIGTERM or SIGUSR1 (Slurm's --signal) asks for a stop: the ranks agree at
  * the next update boundary through a flag carried by the gradient

@@ -6,7 +6,7 @@
  * The engine (fields.c) parses, defaults and checks a row, and write.c
  * writes it back, so adding a key is adding a row. The names of
  * optimizers, schedules and layer kinds are their modules' (optim, sched,
- * nn); CONFIG.md documents the keys. */
+ * nn); the README documents the keys. */
 #include <math.h>
 
 #include "config_internal.h"
@@ -44,7 +44,7 @@ static const name_list dataset_names = {(int)DT_ARRAY_LEN(dataset_words), datase
 static const name_list init_names = {(int)DT_ARRAY_LEN(init_words), init_name};
 static const name_list nonfinite_names = {(int)DT_ARRAY_LEN(nonfinite_words), nonfinite_name};
 
-/* Per-optimizer defaults (SPEC.md). Entries for optimizers a key does not
+/* Per-optimizer defaults (tests/reference/SPEC.md). Entries for optimizers a key does not
  * apply to are never used but keep the config deterministic. */
 static const double lr_def[DT_OPT_COUNT] = {
     [DT_OPT_SGD] = NAN,     [DT_OPT_MOMENTUM] = NAN, [DT_OPT_ADAGRAD] = NAN,

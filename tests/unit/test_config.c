@@ -258,7 +258,7 @@ START_TEST(test_derived_paths_follow_given_values)
 }
 END_TEST
 
-/* Per-optimizer defaults (SPEC.md). */
+/* Per-optimizer defaults (tests/reference/SPEC.md). */
 START_TEST(test_optimizer_defaults)
 {
     static const struct {

@@ -1,8 +1,8 @@
 /* test_optim.c - Check suite for the optim module.
  *
- * Every optimizer gets at least one step checked against SPEC.md's formula
+ * Every optimizer gets at least one step checked against tests/reference/SPEC.md's formula
  * evaluated by hand in double inside the test (not by a second copy of the
- * float loops). Then the properties SPEC.md and optim.h promise: state
+ * float loops). Then the properties tests/reference/SPEC.md and optim.h promise: state
  * slots, zeroed 64-byte aligned state, lr = 0 still advancing t and state,
  * zero gradients staying exactly zero, coupled decay then clipping (and no
  * coupled decay for adamw), the non-finite scan, sgd+momentum == momentum,

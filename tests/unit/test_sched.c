@@ -1,6 +1,6 @@
 /* test_sched.c - Check suite for the sched module.
  *
- * Each schedule at hand-picked k where SPEC.md's formula has a value that
+ * Each schedule at hand-picked k where tests/reference/SPEC.md's formula has a value that
  * can be written down (a half-way cosine, a quarter of a squared poly, ...),
  * with and without warmup, the boundaries (k = W, j = T - W, the flat tail
  * after T, milestones hit exactly), and the invariant checks that abort. */
