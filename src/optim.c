@@ -350,6 +350,23 @@ double dt_optim_preprocess(const dt_optimizer *opt, const float *w, float *g)
     return norm;
 }
 
+/* g = g * scale + wd * w with the non-finite verdict of g * scale, in one
+ * pass: the same operations in the same order as dt_scale_all_finite then
+ * the decay loop (no contraction under -std=c11). */
+static bool scale_check_decay(float *restrict g, const float *restrict w, size_t n, float scale,
+                              float wd)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = g[i] * scale;
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+        g[i] = v + wd * w[i];
+    }
+    return !bad;
+}
+
 bool dt_optim_prepare(const dt_optimizer *opt, const float *w, float *g, float scale)
 {
     const dt_optim_hparams *hp = &opt->hp;
@@ -360,18 +377,7 @@ bool dt_optim_prepare(const dt_optimizer *opt, const float *w, float *g, float s
         dt_optim_preprocess(opt, w, g);
         return true;
     }
-    /* scale, check, decay in one pass: the same operations in the same
-     * order as the two calls above (no contraction under -std=c11) */
-    const float wd = (float)hp->weight_decay;
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        float v = g[i] * scale;
-        uint32_t u;
-        memcpy(&u, &v, sizeof u);
-        bad |= (u & 0x7f800000u) == 0x7f800000u;
-        g[i] = v + wd * w[i];
-    }
-    return !bad;
+    return scale_check_decay(g, w, n, scale, (float)hp->weight_decay);
 }
 
 void dt_optim_step(dt_optimizer *opt, float *w, const float *g, double lr)
@@ -401,16 +407,7 @@ bool dt_optim_prepare_range(const dt_optimizer *opt, const float *w, float *g, f
                            : sumsq(g + lo, n);
         return true;
     }
-    const float wd = (float)hp->weight_decay;
-    uint32_t bad = 0;
-    for (size_t i = lo; i < hi; i++) {
-        float v = g[i] * scale;
-        uint32_t u;
-        memcpy(&u, &v, sizeof u);
-        bad |= (u & 0x7f800000u) == 0x7f800000u;
-        g[i] = v + wd * w[i];
-    }
-    return !bad;
+    return scale_check_decay(g + lo, w + lo, n, scale, (float)hp->weight_decay);
 }
 
 float dt_optim_clip_factor(const dt_optimizer *opt, double total_sumsq)

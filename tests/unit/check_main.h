@@ -22,6 +22,9 @@ int dt_check_run(Suite *suite);
  * what the selected tests need is not on this machine. */
 int dt_check_skip(const char *why);
 
+/* rm -rf path (a test's folder; made writable first). */
+void dt_check_rm_rf(const char *path);
+
 #define DT_CHECK_MAIN(make_suite) \
     int main(void) { return dt_check_run(make_suite()); }
 

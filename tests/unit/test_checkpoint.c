@@ -36,29 +36,6 @@ int dt__crc32c_hw_available(void);
 static char tmpdir[256];
 static char ckdir[512]; /* tmpdir/ck: created by dt_ckpt_write (mkdir -p) */
 
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        chmod(path, 0700);
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-                char sub[1024];
-                snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* Each test's folder lives under one root that main creates and removes
  * after the run: a failed assertion ends a forked test without the checked
  * teardown, and the root still goes. */
@@ -71,7 +48,7 @@ static void setup(void)
     snprintf(ckdir, sizeof ckdir, "%s/ck", tmpdir);
 }
 
-static void teardown(void) { rm_rf(tmpdir); }
+static void teardown(void) { dt_check_rm_rf(tmpdir); }
 
 /* ---- helpers -------------------------------------------------------------- */
 static uint64_t xs_state = 0x9E3779B97F4A7C15u;
@@ -1013,6 +990,6 @@ int main(void)
         return EXIT_FAILURE;
     }
     int status = dt_check_run(checkpoint_suite());
-    rm_rf(rootdir);
+    dt_check_rm_rf(rootdir);
     return status;
 }

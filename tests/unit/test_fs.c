@@ -19,34 +19,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "dtrain/fs.h"
 
 /* ---- fixture: a fresh folder per test ------------------------------------ */
 static char rootdir[128]; /* made by main, removed after the run */
 static char tmpdir[256];
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        chmod(path, 0700);
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-                char sub[2048];
-                snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static void setup(void)
 {
@@ -54,7 +32,7 @@ static void setup(void)
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
-static void teardown(void) { rm_rf(tmpdir); }
+static void teardown(void) { dt_check_rm_rf(tmpdir); }
 
 static void in_tmp(char *out, size_t size, const char *name)
 {
@@ -450,10 +428,7 @@ int main(void)
         perror("mkdtemp");
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(fs_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    rm_rf(rootdir);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    int status = dt_check_run(fs_suite());
+    dt_check_rm_rf(rootdir);
+    return status;
 }
