@@ -94,6 +94,9 @@ void dt_config_write_yaml(const dt_config *cfg, FILE *out)
             const field *f = &t->fields[i];
             if (!cfg_applies(f, t, cfg)) continue;
             if (f->unit != U_NONE && held_unit(f, cfg) != f->unit) continue;
+            /* an empty string is an optional key left unset (run.trace):
+             * the loader takes only non-empty strings, so leave it out */
+            if (f->type == F_STR && !CAT(cfg, f, char)[0]) continue;
             fprintf(out, "  %s:%s", f->key, f->type == F_CUSTOM ? "" : " ");
             write_value(f, cfg, out);
             fputc('\n', out);
