@@ -67,8 +67,12 @@ foreach(cfg ${DT_OPTIM_CONFIGS})
   if(DEFINED DT_SAME_UPDATES_LR_${name})
     set(lr_args --set optimizer.lr=${DT_SAME_UPDATES_LR_${name}})
   endif()
+  # replicated, and sharded (each rank updates its piece on 3 ranks)
   dt_mpi_test(same_updates_optim_${name} same_updates.sh optim/${name}.yaml "1 3" ${lr_args})
-  set_property(TEST mpi_same_updates_optim_${name} APPEND PROPERTY ENVIRONMENT RTOL=1e-4)
+  dt_mpi_test(same_updates_sharded_${name} same_updates.sh optim/${name}.yaml "1 3" ${lr_args}
+              --set comm.update=sharded)
+  set_property(TEST mpi_same_updates_optim_${name} mpi_same_updates_sharded_${name}
+               APPEND PROPERTY ENVIRONMENT RTOL=1e-4)
 endforeach()
 
 # The collective watchdog and the killed launcher (the re-exec'd image must
@@ -77,15 +81,8 @@ dt_mpi_test_both_blas_paths(watchdog watchdog.sh)
 dt_mpi_test_both_blas_paths(orphans orphans.sh)
 include(${CMAKE_CURRENT_LIST_DIR}/reduce_tests.cmake)
 
-# The gradient exchange's strategies, and each optimizer sharded on 3 ranks
-# against 1 rank (same tolerance as the replicated test above).
+# The gradient exchange's strategies.
 dt_mpi_test(exchange_strategies exchange.sh)
-foreach(cfg ${DT_OPTIM_CONFIGS})
-  get_filename_component(name ${cfg} NAME_WE)
-  dt_mpi_test(same_updates_sharded_${name} same_updates.sh optim/${name}.yaml "1 3"
-              --set comm.update=sharded)
-  set_property(TEST mpi_same_updates_sharded_${name} APPEND PROPERTY ENVIRONMENT RTOL=1e-4)
-endforeach()
 
 # Storage faults (disk full during a checkpoint, metrics.jsonl or
 # summary.json; an out_dir that cannot be created or written): injected by
