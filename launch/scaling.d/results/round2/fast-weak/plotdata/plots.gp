@@ -1,7 +1,7 @@
 set terminal pngcairo size 900,650 font 'sans,11'
 set logscale x 2
-set xrange [0.8:1.25]
-set xtics ('1' 1)
+set xrange [0.8:160.0]
+set xtics ('1' 1, '128' 128)
 set mxtics 1
 set xlabel 'MPI ranks'
 set grid
@@ -9,8 +9,8 @@ set key below
 set datafile missing 'nan'
 set output '/work/wt-smpi/launch/scaling.d/results/round2/fast-weak/throughput.png'
 set logscale y 10
-set yrange [30000:50000]
-set ytics ('30k' 30000, '50k' 50000)
+set yrange [20000:10000000]
+set ytics ('20k' 20000, '50k' 50000, '100k' 100000, '200k' 200000, '500k' 500000, '1M' 1000000, '2M' 2000000, '5M' 5000000, '10M' 10000000)
 set mytics 1
 set ylabel 'samples/s (median of repeats; bars: min..max)'
 set title "dtrain throughput vs ranks\n{/*0.8 fast-weak, 1 and 128 ranks, 30 updates, 1 run, loaded 2-vCPU host}"
