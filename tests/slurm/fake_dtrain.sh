@@ -14,9 +14,17 @@ case " $* " in
     [ "$rank" = 0 ] && echo "resumed ${SLURM_RESTART_COUNT:-0}" >>"$FAKE_OUT/resumed"
     exit 0 ;;
 esac
+# Like dtrain, every rank leaves only once all have seen the stop (dtrain
+# agrees on it through the gradient allreduce and the checkpoint's verdict):
+# here, once every rank's line is in the signals file (10 s at most).
 stop() {
     if [ "$rank" = 0 ]; then mkdir -p "$FAKE_OUT/ckpt"; touch "$FAKE_OUT/ckpt/latest"; fi
     echo "rank $rank: SIGUSR1, checkpoint written" >>"$FAKE_OUT/signals"
+    local ranks=${SLURM_NTASKS:-${OMPI_COMM_WORLD_SIZE:-1}}
+    for _ in $(seq 100); do
+        [ "$(wc -l <"$FAKE_OUT/signals")" -ge "$ranks" ] && break
+        sleep 0.1
+    done
     exit 5
 }
 trap stop USR1
