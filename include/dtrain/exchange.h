@@ -24,8 +24,8 @@
  * The tail (a few floats after the gradients: the loss sum, a stop request)
  * is summed over all ranks in float32 in every strategy: inside the last
  * bucket when the gradients are allreduced in float32, else as one small
- * allreduce started before backward, so it is complete by the time the
- * gradients are.
+ * float32 allreduce of its own plan (node-aware like the buckets), started
+ * before backward, so it is complete by the time the gradients are.
  *
  * Buckets are contiguous ranges of the gradients of about bucket_floats,
  * counted from the end of the arena (the last layer's gradients are ready

@@ -6,7 +6,10 @@
 # the uninterrupted run's param_checksum.
 . "$(dirname "$0")/lib.sh"
 timeout_s=4
-small_config "$WORK/c.yaml" 1200 "comm: {timeout_s: $timeout_s}"
+# Long enough that the stop lands mid-run on a fast, idle machine: 1200
+# updates once finished in 0.7 s, before the SIGSTOP found its rank.
+steps=6000
+small_config "$WORK/c.yaml" $steps "comm: {timeout_s: $timeout_s}"
 rc=$(run 3 "$WORK/full" "$WORK/c.yaml")
 [ "$rc" -eq 0 ] || { cat "$WORK/full.log"; die "uninterrupted run exited $rc"; }
 
@@ -43,7 +46,7 @@ echo "watchdog ended the job $took s after the stop, status $rc"
 ck=$(readlink "$WORK/part/checkpoints/latest" 2>/dev/null || cat "$WORK/part/checkpoints/latest")
 from=$(basename "$ck" | sed -n 's/^ckpt-0*\([0-9][0-9]*\)\.dtck$/\1/p')
 [ -n "$from" ] || die "checkpoints/latest names '$ck', not a checkpoint"
-resume_latest 3 "$WORK/part" "$from" 1200 "$WORK/c.yaml"
+resume_latest 3 "$WORK/part" "$from" $steps "$WORK/c.yaml"
 a=$(json_field "$WORK/full/summary.json" param_checksum)
 b=$(json_field "$WORK/part/summary.json" param_checksum)
 [ "$a" = "$b" ] || die "param_checksum $b after watchdog + resume, $a uninterrupted"
