@@ -35,9 +35,13 @@ struct dt_exchange {
      * the node-aware path too (a flat allreduce of two floats over 128
      * ranks is seven latency-bound rounds: 0.3 ms on the simulated 100 Gb/s
      * cluster, most of the update, launch/results/reduce.md) and is never
-     * rounded to bfloat16. */
+     * rounded to bfloat16. It is padded with zeros to 16 floats a rank, so
+     * that no piece or node slice of it is empty: SimGrid's collectives
+     * die of a division by zero on some zero-length parts. */
     dt_reduce_plan *tail_plan;
     dt_reduce_handle *tail_h;
+    float *tail_buf;
+    size_t tail_count;
     int started;       /* buckets 0..started-1 are in flight */
     size_t ready_from; /* arena[ready_from, n_params) is final */
     float *arena;
@@ -88,9 +92,13 @@ dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt
         for (int k = 1; k < x->n_buckets; k++) max_count = DT_MAX(max_count, bucket_count(x, k));
         st = dt_reduce_plan_create(o->algo, o->dtype, DT_MAX(max_count, 1), x->n_buckets,
                                    &x->plan, err);
-        if (!st && !x->tail_in_bucket && o->n_tail > 0)
-            st = dt_reduce_plan_create(o->algo, DT_REDUCE_FLOAT32, o->n_tail, 1, &x->tail_plan,
-                                       err);
+        if (!st && !x->tail_in_bucket && o->n_tail > 0) {
+            x->tail_count = DT_MAX(o->n_tail, (size_t)16 * (size_t)x->world);
+            x->tail_buf = dt_alloc_aligned(x->tail_count * sizeof *x->tail_buf);
+            st = x->tail_buf ? dt_reduce_plan_create(o->algo, DT_REDUCE_FLOAT32, x->tail_count,
+                                                     1, &x->tail_plan, err)
+                             : dt_fail(err, DT_EINTERNAL, "out of memory");
+        }
     }
     if (st) {
         dt_exchange_free(x);
@@ -105,6 +113,7 @@ void dt_exchange_free(dt_exchange *x)
     if (!x) return;
     dt_reduce_plan_free(x->plan);
     dt_reduce_plan_free(x->tail_plan);
+    dt_free(x->tail_buf);
     dt_free(x);
 }
 
@@ -118,8 +127,9 @@ void dt_exchange_begin(dt_exchange *x, float *arena)
     if (!x->tail_plan) return;
     /* The tail is final now: it goes first and is done long before the
      * gradients (under SMPI the plan's phases block here, reduce.h). */
-    x->tail_h = dt_reduce_start(x->tail_plan, DT_REDUCE_ALLREDUCE, arena + x->o.n_params,
-                                x->o.n_tail);
+    /* the padding was zeroed at create and stays zero: sums of zeros */
+    memcpy(x->tail_buf, arena + x->o.n_params, x->o.n_tail * sizeof *x->tail_buf);
+    x->tail_h = dt_reduce_start(x->tail_plan, DT_REDUCE_ALLREDUCE, x->tail_buf, x->tail_count);
 }
 
 static void start_ready_buckets(dt_exchange *x)
@@ -165,8 +175,11 @@ const float *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
     if (!x->alone) {
         x->ready_from = 0;
         start_ready_buckets(x);
-        if (x->tail_h) dt_reduce_wait(x->tail_h);
-        x->tail_h = NULL;
+        if (x->tail_h) {
+            dt_reduce_wait(x->tail_h);
+            memcpy(tail, x->tail_buf, x->o.n_tail * sizeof *tail);
+            x->tail_h = NULL;
+        }
     }
     for (int k = 0; k < x->n_buckets; k++) {
         if (!x->alone) dt_reduce_wait(x->h[k]);
