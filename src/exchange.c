@@ -117,6 +117,13 @@ void dt_exchange_free(dt_exchange *x)
     dt_free(x);
 }
 
+static void start_tail(dt_exchange *x)
+{
+    /* the padding was zeroed at create and stays zero: sums of zeros */
+    memcpy(x->tail_buf, x->arena + x->o.n_params, x->o.n_tail * sizeof *x->tail_buf);
+    x->tail_h = dt_reduce_start(x->tail_plan, DT_REDUCE_ALLREDUCE, x->tail_buf, x->tail_count);
+}
+
 void dt_exchange_begin(dt_exchange *x, float *arena)
 {
     x->arena = arena;
@@ -124,12 +131,11 @@ void dt_exchange_begin(dt_exchange *x, float *arena)
     x->ready_from = x->o.n_params;
     x->ready_seconds = 0;
     x->tail_h = NULL;
-    if (!x->tail_plan) return;
     /* The tail is final now: it goes first and is done long before the
-     * gradients (under SMPI the plan's phases block here, reduce.h). */
-    /* the padding was zeroed at create and stays zero: sums of zeros */
-    memcpy(x->tail_buf, arena + x->o.n_params, x->o.n_tail * sizeof *x->tail_buf);
-    x->tail_h = dt_reduce_start(x->tail_plan, DT_REDUCE_ALLREDUCE, x->tail_buf, x->tail_count);
+     * gradients. A blocking plan (SMPI) would make it one more point where
+     * every rank waits for the slowest between forward and backward:
+     * there it goes with the buckets instead. */
+    if (x->tail_plan && !dt_reduce_blocking(x->tail_plan)) start_tail(x);
 }
 
 static void start_ready_buckets(dt_exchange *x)
@@ -174,6 +180,7 @@ const float *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
     float *tail = x->arena + x->o.n_params;
     if (!x->alone) {
         x->ready_from = 0;
+        if (x->tail_plan && !x->tail_h) start_tail(x);
         start_ready_buckets(x);
         if (x->tail_h) {
             dt_reduce_wait(x->tail_h);

@@ -179,6 +179,7 @@ int dt_reduce_world(const dt_reduce_plan *plan) { return plan->world; }
 int dt_reduce_nodes(const dt_reduce_plan *plan) { return plan->nodes; }
 int dt_reduce_ranks_per_node(const dt_reduce_plan *plan) { return plan->max_local; }
 int dt_reduce_nodes_uniform(const dt_reduce_plan *plan) { return plan->uniform; }
+int dt_reduce_blocking(const dt_reduce_plan *plan) { return plan->blocking; }
 
 /* ---- the choice of algorithm --------------------------------------------- */
 
