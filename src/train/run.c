@@ -59,10 +59,12 @@ static void print_plan(const trainer *tr)
            tr->total_steps, tr->upe, b, P, P == 1 ? "" : "s", b / P, (b + P - 1) / P,
            dt_optimizer_str(c->optimizer.hp.name), c->optimizer.lr, dt_sched_str(c->scheduler.sched.name),
            c->run.out_dir);
-    if (tr->average.kind != DT_AVERAGE_NONE)
-        printf("plan: %s average of the weights after every update from update %ld on%s\n",
-               dt_average_str(tr->average.kind), tr->average.start + 1,
-               tr->average.kind == DT_AVERAGE_EMA ? " (decay as configured)" : "");
+    if (tr->average.kind == DT_AVERAGE_EMA)
+        printf("plan: ema of the weights (decay %g) after every update from update %ld on\n",
+               tr->average.decay, tr->average.start + 1);
+    else if (tr->average.kind == DT_AVERAGE_SWA)
+        printf("plan: swa (uniform mean) of the weights after every update from update %ld on\n",
+               tr->average.start + 1);
 }
 
 /* out_dir/config.resolved.yaml, atomically: complete or absent. */
