@@ -537,8 +537,13 @@ static dt_status check_identity(const char *path, const dt_ckpt_header *fh,
     if (fh->optimizer != expect->optimizer || fh->slots != expect->slots)
         return dt_fail(err, DT_EDATA,
                        "%s: written for optimizer %u (%u state slots), this run uses optimizer "
-                       "%u (%u state slots)",
-                       path, fh->optimizer, fh->slots, expect->optimizer, expect->slots);
+                       "%u (%u state slots)%s",
+                       path, fh->optimizer, fh->slots, expect->optimizer, expect->slots,
+                       fh->optimizer == expect->optimizer
+                           ? "; optimizer.average keeps one more: a run with averaging "
+                             "resumes only from a checkpoint with its averaged copy, and the "
+                             "reverse"
+                           : "");
     if (fh->config_hash != expect->config_hash)
         return dt_fail(err, DT_EDATA,
                        "%s: written with another configuration (config hash %016llx, this run "

@@ -156,11 +156,19 @@ dt_status dt_metrics_eval(dt_metrics *m, const dt_eval_record *r)
     rec_printf(&rec, "{\"kind\":\"eval\",\"step\":%ld,\"epoch\":%d", r->step, r->epoch);
     rec_number(&rec, "test_loss", r->test_loss);
     rec_number(&rec, "test_accuracy", r->test_accuracy);
+    if (r->has_average) {
+        rec_number(&rec, "avg_test_loss", r->avg_test_loss);
+        rec_number(&rec, "avg_test_accuracy", r->avg_test_accuracy);
+    }
     dt_status st = write_record(m, &rec);
     if (!m->progress) return st;
     end_bar(m);
-    fprintf(m->progress, "eval  epoch %5.2f  step %ld  test_loss %.4f  test_accuracy %.4f\n",
+    fprintf(m->progress, "eval  epoch %5.2f  step %ld  test_loss %.4f  test_accuracy %.4f",
             r->progress, r->step, r->test_loss, r->test_accuracy);
+    if (r->has_average && isfinite(r->avg_test_accuracy))
+        fprintf(m->progress, "  averaged: test_loss %.4f  test_accuracy %.4f",
+                r->avg_test_loss, r->avg_test_accuracy);
+    fputc('\n', m->progress);
     fflush(m->progress);
     return st;
 }
@@ -223,6 +231,10 @@ static void summary_json(FILE *f, const dt_summary *s)
     fputs(",\n", f);
     field(f, "test_accuracy", s->test_accuracy, false);
     field(f, "test_loss", s->test_loss, false);
+    if (s->has_average) {
+        field(f, "avg_test_accuracy", s->avg_test_accuracy, false);
+        field(f, "avg_test_loss", s->avg_test_loss, false);
+    }
     field(f, "train_loss", s->train_loss, false);
     fprintf(f, "  \"steps\": %ld,\n  \"skipped_updates\": %ld,\n", s->steps, s->skipped_updates);
     field(f, "epochs", s->epochs, false);

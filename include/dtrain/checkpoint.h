@@ -23,7 +23,9 @@
  *       80     4  world_size     /
  *       84     4  header CRC: CRC32C of bytes 0..83
  *       88        payload: params[n_params], then state[s][n_params] for
- *                 s = 0 .. slots-1 (4 bytes per float)
+ *                 s = 0 .. slots-1 (4 bytes per float): the optimizer's
+ *                 state arenas, then, when optimizer.average is on, the
+ *                 averaged copy of the parameters
  *    end-4     4  trailer CRC: CRC32C of every byte before it (88 + payload)
  *
  * The file size is therefore exactly 88 + 4 * n_params * (1 + slots) + 4.
@@ -53,17 +55,20 @@
 #include "dtrain/common.h"
 #include "dtrain/optim.h"
 
-/* A checkpoint holds every state arena an optimizer may keep. optim.h is a
- * header of constants and types to checkpoint (no link dependency); optim
- * knows nothing of checkpoints. */
-#define DT_CKPT_MAX_SLOTS DT_OPTIM_MAX_SLOTS
+/* A checkpoint holds every state arena an optimizer may keep, and the
+ * averaged copy of the parameters (optimizer.average) after them: one more
+ * arena of the same layout, so the format stays version 1 and a file
+ * written without averaging reads as before. optim.h is a header of
+ * constants and types to checkpoint (no link dependency); optim knows
+ * nothing of checkpoints. */
+#define DT_CKPT_MAX_SLOTS (DT_OPTIM_MAX_SLOTS + 1)
 
 typedef struct {
     uint64_t layout_hash; /* model layout (layers, input shape) */
     uint64_t config_hash; /* resolved config minus resumable keys */
     uint64_t n_params;
     uint32_t optimizer;   /* dt_optimizer_name */
-    uint32_t slots;       /* optimizer state arenas */
+    uint32_t slots;       /* state arenas: the optimizer's, + 1 when averaging */
     int64_t step;         /* updates consumed (applied + skipped) */
     int64_t opt_t;        /* updates applied (the optimizer's t, the schedule's k) */
     int64_t skipped;      /* updates skipped by nonfinite: skip */

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "dtrain/average.h"
 #include "dtrain/common.h"
 #include "dtrain/exchange.h"
 #include "dtrain/nn.h"
@@ -71,19 +72,27 @@ typedef struct {
         dt_optim_hparams hp;
         double lr;
         dt_nonfinite_policy nonfinite;
+        /* path averaging; the trainer fills average.start from
+         * average_start (average_start | average_start_epochs) */
+        dt_average_hparams average;
+        dt_duration average_start;
     } optimizer;
 
     /* The schedule as sched takes it, except what needs the number of
      * updates per epoch: the trainer fills sched.base_lr (optimizer.lr),
-     * sched.warmup_steps, sched.step_size and sched.max_steps from the
-     * durations here, and converts sched.milestones, which are in epochs
-     * when milestones_in_epochs. */
+     * sched.warmup_steps, sched.step_size, sched.max_steps, sched.period,
+     * sched.step_size_up and sched.step_size_down from the durations here,
+     * and converts sched.milestones, which are in epochs when
+     * milestones_in_epochs. */
     struct {
         dt_sched sched;
         dt_duration warmup;       /* warmup_steps | warmup_epochs */
         dt_duration step_size;    /* step_size | step_size_epochs */
         dt_duration max;          /* max_steps | max_epochs; unset = run length */
         bool milestones_in_epochs;
+        dt_duration period;         /* cosine_restarts: period | period_epochs */
+        dt_duration step_size_up;   /* cyclic: step_size_up | step_size_up_epochs */
+        dt_duration step_size_down; /* cyclic: ..._down | ..._down_epochs; unset = up */
     } scheduler;
 
     struct {

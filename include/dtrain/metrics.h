@@ -36,10 +36,16 @@ typedef struct {
     int epoch;           /* epochs completed when evaluated */
     double progress;
     double test_loss, test_accuracy;
+    /* the averaged copy's (optimizer.average); written only when has_average
+     * (null while no update has been averaged yet) */
+    bool has_average;
+    double avg_test_loss, avg_test_accuracy;
 } dt_eval_record;
 
 typedef struct {
     double test_accuracy, test_loss, train_loss;
+    bool has_average; /* avg_test_*: the averaged copy's, as in dt_eval_record */
+    double avg_test_accuracy, avg_test_loss;
     long steps, skipped_updates;
     double epochs;
     int world_size, nodes, threads;

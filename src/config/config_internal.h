@@ -166,6 +166,16 @@ struct field {
     const char *what;         /* F_INTS: what is expected, for messages */
     const name_list *names;   /* F_ENUM */
     const custom_ops *custom; /* F_CUSTOM */
+    /* Applies only while the F_ENUM row `only_with` of the same section
+     * holds a value whose bit is in only_mask (optimizer.average_decay:
+     * only with average: ema); checked once the whole mapping is read, so
+     * the order of the keys does not matter. */
+    const char *only_with;
+    unsigned only_mask;
+    /* Written back only when it differs from its default: a key added after
+     * checkpoints existed leaves the resolved text, and with it the
+     * config_hash of a run that does not use the key, as it was. */
+    bool quiet_default;
 };
 
 typedef struct {
@@ -214,7 +224,8 @@ void cfg_apply_defaults(const field *tab, size_t n, const field *skip, void *bas
                         dt_optimizer_name opt);
 dt_status cfg_parse_field(loader *L, const field *f, const node *n, const char *path, void *base);
 const field *cfg_field_of(const field *tab, size_t n, const char *key);
-/* Whether row f of section sec applies under cfg's selector values. */
+/* Whether row f of section sec applies under cfg's selector values (and
+ * its only_with row's value). */
 bool cfg_applies(const field *f, const section *sec, const dt_config *cfg);
 /* Parse every entry of `map` (NULL or a null scalar: none) against `tab`
  * into base, check the required keys (`pos` places a missing one) and fill

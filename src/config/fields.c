@@ -283,8 +283,17 @@ const field *cfg_field_of(const field *tab, size_t n, const char *key)
     return NULL;
 }
 
+/* The only_with condition of row f (true when it has none). */
+static bool only_with_holds(const field *f, const section *sec, const dt_config *cfg)
+{
+    if (!f->only_with || !sec) return true;
+    const field *cond = cfg_field_of(sec->fields, sec->n, f->only_with);
+    return cond && (f->only_mask & (1u << cfg_load_enum(cfg, cond))) != 0;
+}
+
 bool cfg_applies(const field *f, const section *sec, const dt_config *cfg)
 {
+    if (!only_with_holds(f, sec, cfg)) return false;
     if (!f->applies || !sec || !sec->selector) return true;
     unsigned bit = 1u << cfg_load_enum(cfg, sec->selector);
     return (f->applies & bit) != 0;
@@ -315,6 +324,17 @@ static dt_status not_applying(loader *L, const entry *e, const char *sub, const 
                           sec->name, names->name(cfg_load_enum(cfg, sec->selector)), list);
 }
 
+/* "PATH.KEY applies only with SECTION.COND: a, b (it is 'c')" */
+static dt_status not_applying_with(loader *L, const entry *e, const char *sub, const field *f,
+                                   const section *sec, const dt_config *cfg)
+{
+    const field *cond = cfg_field_of(sec->fields, sec->n, f->only_with);
+    char list[200];
+    cfg_join_names(list, sizeof list, cond->names, f->only_mask);
+    return cfg_fail_entry(L, e, "%s applies only with %s.%s: %s (it is '%s')", sub, sec->name,
+                          cond->key, list, cond->names->name(cfg_load_enum(cfg, cond)));
+}
+
 dt_status cfg_apply_map(loader *L, const node *map, const node *pos, const char *path,
                         const field *tab, size_t n, const section *sec, void *base,
                         const dt_config *cfg)
@@ -332,9 +352,27 @@ dt_status cfg_apply_map(loader *L, const node *map, const node *pos, const char 
         cfg_subpath(sub, sizeof sub, "%s.%s", path, e->key);
         const field *f = cfg_field_of(tab, n, e->key);
         if (!f) return unknown_key(L, e, sub, path, tab, n);
-        if (!cfg_applies(f, sec, cfg)) return not_applying(L, e, sub, f, sec, cfg);
+        if (!f->only_with && !cfg_applies(f, sec, cfg))
+            return not_applying(L, e, sub, f, sec, cfg);
         dt_status st = cfg_parse_field(L, f, e->val, sub, base);
         if (st) return st;
+    }
+    /* rows that depend on another key of this map, now that all are read */
+    for (int i = 0; map && sec && i < map->n; i++) {
+        const entry *e = &map->ents[i];
+        const field *f = cfg_field_of(tab, n, e->key);
+        if (!f->only_with || only_with_holds(f, sec, cfg)) continue;
+        char sub[PATH_BUF];
+        cfg_subpath(sub, sizeof sub, "%s.%s", path, e->key);
+        return not_applying_with(L, e, sub, f, sec, cfg);
+    }
+    for (int i = 0; map && sec && i < map->n; i++) {
+        const entry *e = &map->ents[i];
+        const field *f = cfg_field_of(tab, n, e->key);
+        if (!f->only_with || cfg_applies(f, sec, cfg)) continue;
+        char sub[PATH_BUF];
+        cfg_subpath(sub, sizeof sub, "%s.%s", path, e->key);
+        return not_applying(L, e, sub, f, sec, cfg);
     }
     /* defaults that are another key's value (maxpool's stride: its size) */
     for (size_t k = 0; k < n; k++)

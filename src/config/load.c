@@ -54,6 +54,13 @@ static dt_status cross_checks(loader *L, const node *root, const dt_config *cfg)
         return cfg_fail_node(L, sch ? sch : root,
                              "scheduler.milestones: required key missing (scheduler 'multistep' "
                              "needs milestones or milestones_epochs)");
+    if (cfg->scheduler.sched.name == DT_SCHED_COSINE_RESTARTS && !cfg->scheduler.period.set)
+        return cfg_fail_node(L, sch ? sch : root,
+                             "scheduler.period: required key missing (scheduler "
+                             "'cosine_restarts' needs period or period_epochs)");
+    if (cfg->scheduler.sched.name == DT_SCHED_CYCLIC && isnan(cfg->scheduler.sched.max_lr))
+        return cfg_fail_node(L, sch ? sch : root,
+                             "scheduler.max_lr: required key missing (for scheduler 'cyclic')");
     if (strcmp(cfg->data.dataset, "idx") == 0) {
         static const char *const files[] = {"train_images", "train_labels", "test_images",
                                             "test_labels"};

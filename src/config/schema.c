@@ -17,7 +17,9 @@ _Static_assert(sizeof(dt_optimizer_name) == sizeof(int) && sizeof(dt_sched_name)
                    sizeof(dt_init_kind) == sizeof(int) &&
                    sizeof(dt_nonfinite_policy) == sizeof(int) &&
                    sizeof(dt_update_mode) == sizeof(int) && sizeof(dt_reduce_algo) == sizeof(int) &&
-                   sizeof(dt_reduce_dtype) == sizeof(int),
+                   sizeof(dt_reduce_dtype) == sizeof(int) &&
+                   sizeof(dt_average_kind) == sizeof(int) &&
+                   sizeof(dt_cyclic_mode) == sizeof(int) && sizeof(dt_anneal) == sizeof(int),
                "enums are stored as int");
 
 /* ---- the names of the enum keys ----------------------------------------- */
@@ -28,6 +30,12 @@ static const name_list sched_names = {DT_SCHED_COUNT, sched_name};
 static const char *update_name(int v) { return dt_update_mode_name((dt_update_mode)v); }
 static const char *allreduce_name(int v) { return dt_reduce_algo_name((dt_reduce_algo)v); }
 static const char *dtype_name(int v) { return dt_reduce_dtype_name((dt_reduce_dtype)v); }
+static const char *average_name(int v) { return dt_average_str((dt_average_kind)v); }
+static const char *cyclic_mode_name(int v) { return dt_cyclic_mode_str((dt_cyclic_mode)v); }
+static const char *anneal_name(int v) { return dt_anneal_str((dt_anneal)v); }
+static const name_list average_names = {DT_AVERAGE_COUNT, average_name};
+static const name_list cyclic_mode_names = {DT_CYCLIC_MODE_COUNT, cyclic_mode_name};
+static const name_list anneal_names = {DT_ANNEAL_COUNT, anneal_name};
 static const name_list update_names = {DT_UPDATE_MODE_COUNT, update_name};
 static const name_list allreduce_names = {DT_REDUCE_ALGO_COUNT, allreduce_name};
 static const name_list dtype_names = {DT_REDUCE_DTYPE_COUNT, dtype_name};
@@ -68,6 +76,7 @@ static const int input_def[3] = {1, 28, 28}; /* Fashion-MNIST: 1 channel of 28x2
 #define SIZE(member) sizeof(((dt_config *)0)->member)
 #define OPT(x) (1u << DT_OPT_##x)
 #define SCH(x) (1u << DT_SCHED_##x)
+#define AVG(x) (1u << DT_AVERAGE_##x)
 
 #define INT_ROW(k, r, member, w, d) \
     {.key = k, .type = F_INT, .range = r, .off = OFF(member), .width = w, .def = d}
@@ -139,9 +148,20 @@ static const field optimizer_fields[] = {
     FLOAT_ROW("clip_grad_norm", R_GE0, optimizer.hp.clip_grad_norm, 0, 0),
     {.key = "nonfinite", .type = F_ENUM, .off = OFF(optimizer.nonfinite),
      .def = DT_NONFINITE_ABORT, .names = &nonfinite_names},
+    /* path averaging (added after checkpoints existed: quiet at its default) */
+    {.key = "average", .type = F_ENUM, .off = OFF(optimizer.average.kind),
+     .def = DT_AVERAGE_NONE, .names = &average_names, .quiet_default = true},
+    {.key = "average_decay", .type = F_FLOAT, .range = R_UNIT,
+     .off = OFF(optimizer.average.decay), .def = 0.999, .only_with = "average",
+     .only_mask = AVG(EMA)},
+    {.key = "average_start", .type = F_DUR, .range = R_GE0, .off = OFF(optimizer.average_start),
+     .unit = U_STEPS, .def = 0, .only_with = "average", .only_mask = AVG(EMA) | AVG(SWA)},
+    {.key = "average_start_epochs", .type = F_DUR, .range = R_GE0,
+     .off = OFF(optimizer.average_start), .unit = U_EPOCHS, .def = NAN, .only_with = "average",
+     .only_mask = AVG(EMA) | AVG(SWA)},
 };
 
-#define MAX_SCHEDS (SCH(COSINE) | SCH(POLY))
+#define MAX_SCHEDS (SCH(COSINE) | SCH(POLY) | SCH(ONE_CYCLE))
 static const field scheduler_fields[] = {
     {.key = "name", .type = F_ENUM, .off = OFF(scheduler.sched.name), .def = DT_SCHED_CONSTANT,
      .names = &sched_names},
@@ -151,15 +171,35 @@ static const field scheduler_fields[] = {
     FLOAT_ROW("factor", R_FRAC, scheduler.sched.factor, SCH(FACTOR) | SCH(MULTISTEP), 0.1),
     DUR_ROW("step_size", R_GT0, scheduler.step_size, U_STEPS, SCH(FACTOR), 1),
     DUR_ROW("step_size_epochs", R_GT0, scheduler.step_size, U_EPOCHS, SCH(FACTOR), NAN),
-    FLOAT_ROW("min_lr", R_GE0, scheduler.sched.min_lr, SCH(FACTOR), 0),
+    FLOAT_ROW("min_lr", R_GE0, scheduler.sched.min_lr, SCH(FACTOR) | SCH(COSINE_RESTARTS), 0),
     {.key = "milestones", .type = F_CUSTOM, .unit = U_STEPS, .applies = SCH(MULTISTEP),
      .def = NAN, .custom = &cfg_milestones_ops},
     {.key = "milestones_epochs", .type = F_CUSTOM, .unit = U_EPOCHS, .applies = SCH(MULTISTEP),
      .def = NAN, .custom = &cfg_milestones_ops},
     DUR_ROW("max_steps", R_GT0, scheduler.max, U_STEPS, MAX_SCHEDS, NAN),
     DUR_ROW("max_epochs", R_GT0, scheduler.max, U_EPOCHS, MAX_SCHEDS, NAN),
-    FLOAT_ROW("final_lr", R_GE0, scheduler.sched.final_lr, MAX_SCHEDS, 0),
+    FLOAT_ROW("final_lr", R_GE0, scheduler.sched.final_lr, SCH(COSINE) | SCH(POLY), 0),
     FLOAT_ROW("power", R_GT0, scheduler.sched.power, SCH(POLY), 1),
+    /* the cyclic schedules: torch's parameters under torch's names */
+    DUR_ROW("period", R_GT0, scheduler.period, U_STEPS, SCH(COSINE_RESTARTS), NAN),
+    DUR_ROW("period_epochs", R_GT0, scheduler.period, U_EPOCHS, SCH(COSINE_RESTARTS), NAN),
+    {.key = "period_mult", .type = F_INT, .range = R_GT0, .off = OFF(scheduler.sched.period_mult),
+     .width = W_LONG, .applies = SCH(COSINE_RESTARTS), .def = 1},
+    {.key = "pct_start", .type = F_FLOAT, .range = R_UNIT, .off = OFF(scheduler.sched.pct_start),
+     .applies = SCH(ONE_CYCLE), .def = 0.3},
+    FLOAT_ROW("div_factor", R_GT0, scheduler.sched.div_factor, SCH(ONE_CYCLE), 25),
+    FLOAT_ROW("final_div_factor", R_GT0, scheduler.sched.final_div_factor, SCH(ONE_CYCLE), 1e4),
+    {.key = "anneal_strategy", .type = F_ENUM, .off = OFF(scheduler.sched.anneal),
+     .applies = SCH(ONE_CYCLE), .def = DT_ANNEAL_COS, .names = &anneal_names},
+    BOOL_ROW("three_phase", scheduler.sched.three_phase, SCH(ONE_CYCLE), 0),
+    FLOAT_ROW("max_lr", R_GT0, scheduler.sched.max_lr, SCH(CYCLIC), NAN), /* required */
+    DUR_ROW("step_size_up", R_GT0, scheduler.step_size_up, U_STEPS, SCH(CYCLIC), 2000),
+    DUR_ROW("step_size_up_epochs", R_GT0, scheduler.step_size_up, U_EPOCHS, SCH(CYCLIC), NAN),
+    DUR_ROW("step_size_down", R_GT0, scheduler.step_size_down, U_STEPS, SCH(CYCLIC), NAN),
+    DUR_ROW("step_size_down_epochs", R_GT0, scheduler.step_size_down, U_EPOCHS, SCH(CYCLIC), NAN),
+    {.key = "mode", .type = F_ENUM, .off = OFF(scheduler.sched.cyclic_mode), .applies = SCH(CYCLIC),
+     .def = DT_CYCLIC_TRIANGULAR, .names = &cyclic_mode_names},
+    FLOAT_ROW("gamma", R_FRAC, scheduler.sched.gamma, SCH(CYCLIC), 1),
 };
 
 static const field checkpoint_fields[] = {
@@ -207,6 +247,10 @@ const key_pair cfg_pairs[] = {
     {"scheduler", "step_size", "step_size_epochs"},
     {"scheduler", "milestones", "milestones_epochs"},
     {"scheduler", "max_steps", "max_epochs"},
+    {"scheduler", "period", "period_epochs"},
+    {"scheduler", "step_size_up", "step_size_up_epochs"},
+    {"scheduler", "step_size_down", "step_size_down_epochs"},
+    {"optimizer", "average_start", "average_start_epochs"},
     {"checkpoint", "every_steps", "every_epochs"},
 };
 const size_t cfg_n_pairs = DT_ARRAY_LEN(cfg_pairs);

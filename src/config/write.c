@@ -97,6 +97,8 @@ void dt_config_write_yaml(const dt_config *cfg, FILE *out)
             /* an empty string is an optional key left unset (run.trace):
              * the loader takes only non-empty strings, so leave it out */
             if (f->type == F_STR && !CAT(cfg, f, char)[0]) continue;
+            if (f->quiet_default && f->type == F_ENUM && cfg_load_enum(cfg, f) == (int)f->def)
+                continue;
             fprintf(out, "  %s:%s", f->key, f->type == F_CUSTOM ? "" : " ");
             write_value(f, cfg, out);
             fputc('\n', out);

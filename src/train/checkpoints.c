@@ -79,7 +79,8 @@ dt_status train_checkpoint_identity(const trainer *tr, dt_ckpt_header *h, dt_err
     h->layout_hash = layout_hash(&tr->cfg, dt_model_param_count(tr->model));
     h->n_params = dt_model_param_count(tr->model);
     h->optimizer = (uint32_t)tr->opt.hp.name;
-    h->slots = (uint32_t)tr->opt.slots;
+    /* the averaged copy is one more arena after the optimizer's */
+    h->slots = (uint32_t)tr->opt.slots + (tr->avg ? 1u : 0u);
     h->seed = tr->cfg.run.seed;
     return config_hash(&tr->cfg, &h->config_hash, err);
 }
@@ -91,6 +92,7 @@ dt_status train_save_checkpoint(trainer *tr, long step, long skipped, dt_error *
      * gather it (every rank: a collective), so that the file is the same
      * whatever the strategy and any run may resume it. */
     for (int k = 0; k < tr->opt.slots; k++) dt_exchange_gather(tr->exchange, tr->opt.state[k]);
+    if (tr->avg) dt_exchange_gather(tr->exchange, tr->avg);
     dt_status st = DT_OK;
     if (tr->comm->rank == 0) {
         const uint64_t allocs0 = dt_alloc_count();
@@ -100,6 +102,7 @@ dt_status train_save_checkpoint(trainer *tr, long step, long skipped, dt_error *
         h.skipped = skipped;
         h.world_size = (uint32_t)tr->comm->world;
         const float *state[DT_CKPT_MAX_SLOTS] = {tr->opt.state[0], tr->opt.state[1]};
+        state[tr->opt.slots] = tr->avg; /* NULL, and not written, when averaging is off */
         char path[DT_PATH_MAX + 64];
         st = dt_ckpt_write(tr->cfg.checkpoint.dir, tr->cfg.checkpoint.keep, &h,
                            dt_model_params(tr->model), state, path, sizeof path, err);
@@ -127,6 +130,7 @@ dt_status train_resume(trainer *tr, const char *what, long *first_step, long *sk
     memset(&got, 0, sizeof got);
     float *w = dt_model_params(tr->model);
     float *state[DT_CKPT_MAX_SLOTS] = {tr->opt.state[0], tr->opt.state[1]};
+    state[tr->opt.slots] = tr->avg;
     char path[DT_PATH_MAX + 64] = "";
     dt_status st = DT_OK;
     if (tr->comm->rank == 0)
@@ -138,6 +142,7 @@ dt_status train_resume(trainer *tr, const char *what, long *first_step, long *sk
     dt_comm_bcast(&got, sizeof got, 0);
     dt_comm_bcast(w, n * sizeof *w, 0);
     for (int k = 0; k < tr->opt.slots; k++) dt_comm_bcast(tr->opt.state[k], n * sizeof(float), 0);
+    if (tr->avg) dt_comm_bcast(tr->avg, n * sizeof(float), 0);
     tr->opt.t = got.opt_t;
     *first_step = got.step + 1;
     *skipped = got.skipped;

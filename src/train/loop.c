@@ -86,6 +86,7 @@ static void evaluate_if_due(trainer *tr, const step_record *r, log_window *win, 
     if (!due && !last) return;
     double t0 = dt_comm_time();
     train_evaluate(tr, &res->test_loss, &res->test_accuracy);
+    train_evaluate_average(tr, &res->avg_test_loss, &res->avg_test_accuracy);
     dt_trace_span(tr->trace, "evaluation", "eval", t0, dt_comm_time(), r->step, -1);
     if (tr->metrics) {
         dt_eval_record rec = {
@@ -94,6 +95,9 @@ static void evaluate_if_due(trainer *tr, const step_record *r, log_window *win, 
             .progress = (double)r->step / (double)tr->upe,
             .test_loss = res->test_loss,
             .test_accuracy = res->test_accuracy,
+            .has_average = tr->avg != NULL,
+            .avg_test_loss = res->avg_test_loss,
+            .avg_test_accuracy = res->avg_test_accuracy,
         };
         dt_metrics_eval(tr->metrics, &rec);
     }
@@ -141,7 +145,9 @@ dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_error *er
     /* Checkpoint writes (every epoch at most) allocate their I/O buffers;
      * the per-update path must not allocate at all. */
     res->loop_allocations = dt_alloc_count() - allocs_before - tr->ckpt_allocs;
-    if (st == DT_OK && first_step > tr->total_steps) /* resumed a finished run: evaluate only */
+    if (st == DT_OK && first_step > tr->total_steps) { /* resumed a finished run: evaluate only */
         train_evaluate(tr, &res->test_loss, &res->test_accuracy);
+        train_evaluate_average(tr, &res->avg_test_loss, &res->avg_test_accuracy);
+    }
     return st;
 }

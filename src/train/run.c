@@ -10,6 +10,7 @@
  * allocates nothing, and the run reports that it did not
  * (train_loop_allocations). */
 #define _GNU_SOURCE /* open_memstream */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,12 @@ static void print_plan(const trainer *tr)
            tr->total_steps, tr->upe, b, P, P == 1 ? "" : "s", b / P, (b + P - 1) / P,
            dt_optimizer_str(c->optimizer.hp.name), c->optimizer.lr, dt_sched_str(c->scheduler.sched.name),
            c->run.out_dir);
+    if (tr->average.kind == DT_AVERAGE_EMA)
+        printf("plan: ema of the weights (decay %g) after every update from update %ld on\n",
+               tr->average.decay, tr->average.start + 1);
+    else if (tr->average.kind == DT_AVERAGE_SWA)
+        printf("plan: swa (uniform mean) of the weights after every update from update %ld on\n",
+               tr->average.start + 1);
 }
 
 /* out_dir/config.resolved.yaml, atomically: complete or absent. */
@@ -131,6 +138,9 @@ static dt_status write_summary(trainer *tr, const run_result *res, double wall, 
         .name = tr->cfg.run.name,
         .test_accuracy = res->test_accuracy,
         .test_loss = res->test_loss,
+        .has_average = tr->avg != NULL,
+        .avg_test_accuracy = res->avg_test_accuracy,
+        .avg_test_loss = res->avg_test_loss,
         .train_loss = res->train_loss,
         .steps = tr->total_steps,
         .skipped_updates = res->skipped,
@@ -215,7 +225,7 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
     dt_error err = {0};
     const bool root = comm->rank == 0;
     long first_step = 1;
-    run_result res = {0};
+    run_result res = {.avg_test_loss = NAN, .avg_test_accuracy = NAN};
 
     /* A stop request during start-up is honoured after the first update
      * (with its checkpoint), not by the signal's default action. */

@@ -69,6 +69,24 @@ dt_status train_load_data(trainer *tr, int n_classes, dt_error *err)
     return DT_OK;
 }
 
+/* one_cycle's phases end where torch puts them, at pct_start * L - 1 (and
+ * 2 * pct_start * L - 2 with three phases) and L - 1 for L = max_steps -
+ * warmup_steps; a phase that does not end after the previous one would
+ * divide by zero (torch fails there too). Same expressions as sched.c. */
+static dt_status check_one_cycle(const dt_config *c, const dt_sched *s, dt_error *err)
+{
+    const double len = (double)(s->max_steps - s->warmup_steps);
+    const double end1 = s->pct_start * len - 1, end2 = 2 * s->pct_start * len - 2;
+    bool ok = end1 > 0 && (!s->three_phase || (end2 > end1 && len - 1 > end2));
+    if (ok) return DT_OK;
+    return dt_fail(err, DT_ECONFIG,
+                   "%s: scheduler.pct_start: %g of %ld updates (max_steps - warmup_steps) leaves "
+                   "a one_cycle phase without updates; it needs pct_start * %ld > 1%s",
+                   c->source, s->pct_start, s->max_steps - s->warmup_steps,
+                   s->max_steps - s->warmup_steps,
+                   s->three_phase ? " and 2 * pct_start * updates < updates + 1" : "");
+}
+
 /* The schedule of SPEC in updates: durations given in epochs converted. */
 static dt_status resolve_schedule(trainer *tr, dt_error *err)
 {
@@ -87,12 +105,21 @@ static dt_status resolve_schedule(trainer *tr, dt_error *err)
      * reaches the decay, so only an explicit max_steps <= warmup is wrong. */
     s->max_steps = c->scheduler.max.set ? dt_duration_steps(c->scheduler.max, tr->upe)
                                         : DT_MAX(tr->total_steps, s->warmup_steps + 1);
-    if ((s->name == DT_SCHED_COSINE || s->name == DT_SCHED_POLY) &&
+    s->period = c->scheduler.period.set ? dt_duration_steps(c->scheduler.period, tr->upe) : 1;
+    s->step_size_up = c->scheduler.step_size_up.set
+                          ? dt_duration_steps(c->scheduler.step_size_up, tr->upe)
+                          : 1;
+    s->step_size_down = c->scheduler.step_size_down.set
+                            ? dt_duration_steps(c->scheduler.step_size_down, tr->upe)
+                            : s->step_size_up;
+    if ((s->name == DT_SCHED_COSINE || s->name == DT_SCHED_POLY ||
+         s->name == DT_SCHED_ONE_CYCLE) &&
         s->max_steps <= s->warmup_steps)
         return dt_fail(err, DT_ECONFIG,
                        "%s: scheduler: max_steps (%ld updates) must exceed warmup_steps (%ld "
                        "updates)",
                        c->source, s->max_steps, s->warmup_steps);
+    if (s->name == DT_SCHED_ONE_CYCLE) return check_one_cycle(c, s, err);
     return DT_OK;
 }
 
@@ -106,6 +133,8 @@ dt_status train_resolve_lengths(trainer *tr, dt_error *err)
                        "samples) with data.drop_last: true",
                        c->source, c->train.global_batch, tr->data.train.n);
     tr->total_steps = dt_duration_steps(c->train.length, tr->upe);
+    tr->average = c->optimizer.average;
+    tr->average.start = dt_duration_steps(c->optimizer.average_start, tr->upe);
     return resolve_schedule(tr, err);
 }
 
@@ -145,6 +174,14 @@ dt_status train_build(trainer *tr, dt_error *err)
     if (st) return st;
     st = dt_optim_init(&tr->opt, &c->optimizer.hp, dt_model_param_count(tr->model), err);
     if (st) return st;
+    if (tr->average.kind != DT_AVERAGE_NONE) {
+        /* the averaged copy, and room for the raw weights while the model
+         * evaluates the average */
+        const size_t bytes = dt_model_param_count(tr->model) * sizeof(float);
+        tr->avg = dt_alloc_aligned(bytes);
+        tr->avg_swap = dt_alloc_aligned(bytes);
+        if (!tr->avg || !tr->avg_swap) return dt_fail(err, DT_EINTERNAL, "out of memory");
+    }
     train_data *d = &tr->data;
     d->perm = dt_malloc((size_t)d->train.n * sizeof *d->perm);
     d->x = dt_alloc_aligned((size_t)max_batch * (size_t)dt_model_input_size(tr->model) *
@@ -162,6 +199,8 @@ void train_free(trainer *tr)
     dt_free(tr->data.x);
     dt_free(tr->data.y);
     dt_optim_free(&tr->opt);
+    dt_free(tr->avg);
+    dt_free(tr->avg_swap);
     dt_exchange_free(tr->exchange);
     dt_model_free(tr->model);
     dt_free(tr->grad_arena);

@@ -6,10 +6,16 @@
  *   -> / b, non-finite guard, weight decay, clipping -> optimizer, lr(k)
  *      (on each range as its sum completes; sharded: on this rank's ranges,
  *      then the new parameters are spread)
+ *   -> the averaged copy (optimizer.average), over the same ranges: sharded,
+ *      each rank averages only its own pieces, gathered when evaluated or
+ *      checkpointed, like the optimizer state
  *
  * Every rank reaches the same verdict (finite or not, stop or not): from
  * the summed gradient it holds, or (sharded) from what travels with the
  * parameters. Nothing here allocates. */
+#include <math.h>
+#include <string.h>
+
 #include "trainer.h"
 
 /* This rank's shard of the global batch of update `step` into data.x/y.
@@ -103,6 +109,27 @@ static bool exchange_and_update(trainer *tr, step_record *rec, update_ctx *u)
     return finite;
 }
 
+/* Fold the new parameters into the averaged copy, over this rank's pieces. */
+typedef struct {
+    const dt_average_hparams *hp;
+    float *avg;
+    const float *w;
+    long n_before;
+} average_ctx;
+
+static void average_piece(void *ctx, size_t lo, size_t hi)
+{
+    const average_ctx *a = ctx;
+    dt_average_update_range(a->hp, a->avg, a->w, a->n_before, lo, hi);
+}
+
+static void update_average(trainer *tr)
+{
+    average_ctx a = {&tr->average, tr->avg, dt_model_params(tr->model),
+                     dt_average_count(&tr->average, tr->opt.t) - 1};
+    dt_exchange_for_each_piece(tr->exchange, average_piece, &a);
+}
+
 /* Backward's layer boundaries, seen through the exchange's callback: with a
  * timeline, each layer's backward becomes a span (index = parameter
  * block, from the last layer). */
@@ -177,6 +204,11 @@ void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
         .hold = hp->clip_grad_norm > 0 || tr->cfg.optimizer.nonfinite == DT_NONFINITE_SKIP,
     };
     rec->finite = exchange_and_update(tr, rec, &u);
+    if (rec->finite && dt_average_due(&tr->average, tr->opt.t)) {
+        double ta = dt_comm_time();
+        update_average(tr);
+        u.seconds += dt_comm_time() - ta;
+    }
     double t4 = dt_comm_time();
 
     const double in_backward = dt_exchange_ready_seconds(tr->exchange);
@@ -212,4 +244,27 @@ void train_evaluate(trainer *tr, double *loss, double *accuracy)
     *loss = sums[0] / (double)d->test.n;
     *accuracy = sums[1] / (double)d->test.n;
     tr->time.eval += dt_comm_time() - t0;
+}
+
+const float *train_averaged_params(const trainer *tr)
+{
+    if (!tr->avg || dt_average_count(&tr->average, tr->opt.t) == 0) return NULL;
+    return tr->avg;
+}
+
+/* The model evaluates whatever its parameter arena holds: the average goes
+ * in, the raw parameters wait in avg_swap and come back bit for bit. */
+void train_evaluate_average(trainer *tr, double *loss, double *accuracy)
+{
+    *loss = *accuracy = NAN;
+    if (!tr->avg || dt_average_count(&tr->average, tr->opt.t) == 0) return;
+    double t0 = dt_comm_time();
+    dt_exchange_gather(tr->exchange, tr->avg);
+    const size_t bytes = dt_model_param_count(tr->model) * sizeof(float);
+    float *w = dt_model_params(tr->model);
+    memcpy(tr->avg_swap, w, bytes);
+    memcpy(w, tr->avg, bytes);
+    tr->time.eval += dt_comm_time() - t0;
+    train_evaluate(tr, loss, accuracy);
+    memcpy(w, tr->avg_swap, bytes);
 }

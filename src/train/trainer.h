@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dtrain/average.h"
 #include "dtrain/checkpoint.h"
 #include "dtrain/comm.h"
 #include "dtrain/config.h"
@@ -62,6 +63,10 @@ typedef struct {
     dt_model *model;
     float *grad_arena;  /* [gradients | TAIL_COUNT floats], the model's grads */
     dt_optimizer opt;
+    dt_average_hparams average; /* optimizer.average, start in updates */
+    float *avg;         /* the averaged copy (NULL when averaging is off); sharded,
+                         * only this rank's pieces are current between gathers */
+    float *avg_swap;    /* the raw parameters while the average is evaluated */
     dt_sched sched;
     dt_exchange *exchange; /* the gradient exchange */
     long upe;           /* updates per epoch */
@@ -91,6 +96,7 @@ typedef struct {
 /* The results a run reports. */
 typedef struct {
     double train_loss, test_loss, test_accuracy;
+    double avg_test_loss, avg_test_accuracy; /* of the averaged copy; NaN: none yet */
     long skipped;
     double train_seconds;
     double samples; /* training samples consumed */
@@ -106,6 +112,13 @@ void train_free(trainer *tr);
 /* step.c */
 void train_step(trainer *tr, long step, bool new_epoch, step_record *rec);
 void train_evaluate(trainer *tr, double *loss, double *accuracy);
+/* The averaged copy made whole on every rank (collective) and evaluated;
+ * NaN when averaging is off or no update has been averaged yet. */
+void train_evaluate_average(trainer *tr, double *loss, double *accuracy);
+/* The averaged parameters, for the export at the end of the run: NULL when
+ * averaging is off or nothing was averaged yet. Whole on every rank after
+ * the final evaluation (train_evaluate_average gathers it). */
+const float *train_averaged_params(const trainer *tr);
 
 /* checkpoints.c */
 extern volatile sig_atomic_t train_stop_signal; /* the signal that asked for a stop */

@@ -30,6 +30,7 @@ static const struct {
     {"conv", golden_check_conv},
     {"optim", golden_check_optim},
     {"sched", golden_check_sched},
+    {"average", golden_check_average},
 };
 #define N_CHECKERS (sizeof checkers / sizeof checkers[0])
 static int passed_of_kind[N_CHECKERS]; /* files of each kind that passed */

@@ -45,5 +45,6 @@ int golden_check_mlp(const ref_file *f, double *worst, char *why, size_t why_siz
 int golden_check_conv(const ref_file *f, double *worst, char *why, size_t why_size);
 int golden_check_optim(const ref_file *f, double *worst, char *why, size_t why_size);
 int golden_check_sched(const ref_file *f, double *worst, char *why, size_t why_size);
+int golden_check_average(const ref_file *f, double *worst, char *why, size_t why_size);
 
 #endif

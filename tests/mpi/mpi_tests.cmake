@@ -84,6 +84,9 @@ include(${CMAKE_CURRENT_LIST_DIR}/reduce_tests.cmake)
 # The gradient exchange's strategies.
 dt_mpi_test(exchange_strategies exchange.sh)
 
+# Path averaging: sharded == replicated, exact resume, checkpoint mismatch.
+dt_mpi_test(average average.sh)
+
 # Storage faults (disk full during a checkpoint, metrics.jsonl or
 # summary.json; an out_dir that cannot be created or written): injected by
 # the preload library tools/fault_inject.c everywhere, and a real full tmpfs

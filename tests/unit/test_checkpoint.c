@@ -327,16 +327,16 @@ END_TEST
 /* ---- format and round trip ---------------------------------------------- */
 START_TEST(test_roundtrip_slots)
 {
-    uint32_t slots = (uint32_t)_i; /* 0, 1, 2 */
+    uint32_t slots = (uint32_t)_i; /* 0, 1, 2, and 3 (adam's two + an averaged copy) */
     uint64_t n = 70001;            /* crosses the 64 KiB buffer, odd */
     dt_ckpt_header h = make_header(n, slots, 42);
-    float *p = arena(n, 1), *s0 = arena(n, 2), *s1 = arena(n, 3);
+    float *p = arena(n, 1), *s0 = arena(n, 2), *s1 = arena(n, 3), *s2 = arena(n, 4);
     /* specials that a float round trip through text or arithmetic would lose */
     p[0] = -0.0f;
     p[1] = 1e-45f; /* denormal */
     uint32_t qnan = 0x7fc12345u;
     memcpy(&p[2], &qnan, 4);
-    const float *st[2] = {s0, s1};
+    const float *st[3] = {s0, s1, s2};
     dt_error err = {0};
     char path[1024];
     ck_assert_int_eq(dt_ckpt_write(ckdir, 3, &h, p, slots ? st : NULL, path, sizeof path, &err),
@@ -352,8 +352,8 @@ START_TEST(test_roundtrip_slots)
     ck_assert_str_eq(text, "ckpt-000000000042.dtck\n");
     ck_assert_int_eq(count_entries(ckdir, ".tmp"), 0);
 
-    float *q = malloc(n * 4), *r0 = malloc(n * 4), *r1 = malloc(n * 4);
-    float *rst[2] = {r0, r1};
+    float *q = malloc(n * 4), *r0 = malloc(n * 4), *r1 = malloc(n * 4), *r2 = malloc(n * 4);
+    float *rst[3] = {r0, r1, r2};
     dt_ckpt_header got;
     memset(&got, 0, sizeof got);
     ck_assert_int_eq(dt_ckpt_read(path, &h, q, slots ? rst : NULL, &got, &err), DT_OK);
@@ -369,6 +369,7 @@ START_TEST(test_roundtrip_slots)
     ck_assert(memcmp(q, p, n * 4) == 0);
     if (slots > 0) ck_assert(memcmp(r0, s0, n * 4) == 0);
     if (slots > 1) ck_assert(memcmp(r1, s1, n * 4) == 0);
+    if (slots > 2) ck_assert(memcmp(r2, s2, n * 4) == 0);
 
     /* resume by explicit path returns the same */
     memset(q, 0, n * 4);
@@ -378,7 +379,7 @@ START_TEST(test_roundtrip_slots)
                      DT_OK);
     ck_assert_str_eq(used, path);
     ck_assert(memcmp(q, p, n * 4) == 0);
-    free(p), free(s0), free(s1), free(q), free(r0), free(r1);
+    free(p), free(s0), free(s1), free(s2), free(q), free(r0), free(r1), free(r2);
 }
 END_TEST
 
@@ -544,6 +545,9 @@ START_TEST(test_identity_mismatches)
     e = h;
     e.slots = 1;
     expect_fail(path, &e, "written for optimizer 5 (2 state slots)");
+    /* the same optimizer with one arena more or less: an averaged copy */
+    expect_fail(path, &e, "optimizer.average keeps one more: a run with averaging resumes only "
+                          "from a checkpoint with its averaged copy");
 
     /* the untouched expectation still reads */
     sink k;
@@ -837,7 +841,7 @@ END_TEST
 
 START_TEST(test_write_rejects_bad_arguments)
 {
-    dt_ckpt_header h = make_header(4, 3, 1);
+    dt_ckpt_header h = make_header(4, DT_CKPT_MAX_SLOTS + 1, 1);
     float p[4] = {0};
     dt_error err = {0};
     ck_assert_int_eq(dt_ckpt_write(ckdir, 1, &h, p, NULL, NULL, 0, &err), DT_EINTERNAL);
@@ -961,7 +965,7 @@ static Suite *checkpoint_suite(void)
     TCase *tc = tcase_create("file");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_loop_test(tc, test_roundtrip_slots, 0, 3);
+    tcase_add_loop_test(tc, test_roundtrip_slots, 0, DT_CKPT_MAX_SLOTS + 1);
     tcase_add_test(tc, test_byte_layout_is_little_endian);
     tcase_add_test(tc, test_keep_prunes_to_newest);
     tcase_add_test(tc, test_truncated);

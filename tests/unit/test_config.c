@@ -356,6 +356,72 @@ START_TEST(test_schedulers)
 }
 END_TEST
 
+START_TEST(test_cyclic_schedules)
+{
+    dt_config c;
+    load_ok("s.yaml",
+            BASE "scheduler: {name: cosine_restarts, period_epochs: 2, period_mult: 3, "
+                 "min_lr: 0.001}\n",
+            NULL, 0, &c);
+    ck_assert_int_eq(c.scheduler.sched.name, DT_SCHED_COSINE_RESTARTS);
+    ck_assert(c.scheduler.period.set && c.scheduler.period.in_epochs);
+    ck_assert_int_eq(c.scheduler.period.value, 2);
+    ck_assert_int_eq(c.scheduler.sched.period_mult, 3);
+    ck_assert_double_eq(c.scheduler.sched.min_lr, 0.001);
+
+    /* one_cycle: torch's defaults */
+    load_ok("s.yaml", BASE "scheduler: {name: one_cycle}\n", NULL, 0, &c);
+    ck_assert_double_eq(c.scheduler.sched.pct_start, 0.3);
+    ck_assert_double_eq(c.scheduler.sched.div_factor, 25);
+    ck_assert_double_eq(c.scheduler.sched.final_div_factor, 1e4);
+    ck_assert_int_eq(c.scheduler.sched.anneal, DT_ANNEAL_COS);
+    ck_assert(!c.scheduler.sched.three_phase);
+    ck_assert(!c.scheduler.max.set); /* the run length */
+    load_ok("s.yaml",
+            BASE "scheduler: {name: one_cycle, anneal_strategy: linear, three_phase: true, "
+                 "pct_start: 0.25, max_steps: 100}\n",
+            NULL, 0, &c);
+    ck_assert_int_eq(c.scheduler.sched.anneal, DT_ANNEAL_LINEAR);
+    ck_assert(c.scheduler.sched.three_phase);
+    ck_assert_int_eq(c.scheduler.max.value, 100);
+
+    load_ok("s.yaml",
+            BASE "scheduler: {name: cyclic, max_lr: 0.5, step_size_up_epochs: 1, "
+                 "step_size_down: 30, mode: exp_range, gamma: 0.99}\n",
+            NULL, 0, &c);
+    ck_assert_double_eq(c.scheduler.sched.max_lr, 0.5);
+    ck_assert(c.scheduler.step_size_up.in_epochs && c.scheduler.step_size_up.value == 1);
+    ck_assert(!c.scheduler.step_size_down.in_epochs && c.scheduler.step_size_down.value == 30);
+    ck_assert_int_eq(c.scheduler.sched.cyclic_mode, DT_CYCLIC_EXP_RANGE);
+    ck_assert_double_eq(c.scheduler.sched.gamma, 0.99);
+    load_ok("s.yaml", BASE "scheduler: {name: cyclic, max_lr: 0.5}\n", NULL, 0, &c);
+    ck_assert(c.scheduler.step_size_up.set && c.scheduler.step_size_up.value == 2000);
+    ck_assert(!c.scheduler.step_size_down.set); /* = step_size_up */
+    ck_assert_int_eq(c.scheduler.sched.cyclic_mode, DT_CYCLIC_TRIANGULAR);
+}
+END_TEST
+
+START_TEST(test_average)
+{
+    dt_config c;
+    load_ok("a.yaml", BASE, NULL, 0, &c);
+    ck_assert_int_eq(c.optimizer.average.kind, DT_AVERAGE_NONE);
+    /* the decay may come before the key it depends on */
+    load_ok("a.yaml", BASE "  average_decay: 0.99\n  average: ema\n", NULL, 0, &c);
+    ck_assert_int_eq(c.optimizer.average.kind, DT_AVERAGE_EMA);
+    ck_assert_double_eq(c.optimizer.average.decay, 0.99);
+    ck_assert(c.optimizer.average_start.set && c.optimizer.average_start.value == 0);
+    load_ok("a.yaml", BASE "  average: swa\n  average_start_epochs: 7\n", NULL, 0, &c);
+    ck_assert_int_eq(c.optimizer.average.kind, DT_AVERAGE_SWA);
+    ck_assert(c.optimizer.average_start.in_epochs && c.optimizer.average_start.value == 7);
+    static const char *const sets[] = {"optimizer.average=ema", "optimizer.average_start=100"};
+    load_ok("a.yaml", BASE "  average: swa\n  average_start_epochs: 7\n", sets, 2, &c);
+    ck_assert_int_eq(c.optimizer.average.kind, DT_AVERAGE_EMA);
+    ck_assert(!c.optimizer.average_start.in_epochs && c.optimizer.average_start.value == 100);
+    ck_assert_double_eq(c.optimizer.average.decay, 0.999);
+}
+END_TEST
+
 /* ======================================================================
  * Errors: one row per case
  * ====================================================================== */
@@ -672,7 +738,7 @@ static const error_case error_cases[] = {
     {"max_steps with constant",
      BASE "scheduler: {max_steps: 10}\n",
      {0},
-     {"scheduler.max_steps does not apply to scheduler 'constant' (it applies to cosine, poly)"}},
+     {"scheduler.max_steps does not apply to scheduler 'constant' (it applies to cosine, poly, one_cycle)"}},
     {"factor with poly",
      BASE "scheduler: {name: poly, factor: 0.5}\n",
      {0},
@@ -776,6 +842,84 @@ static const error_case error_cases[] = {
      {"optimizer={name: adam}"},
      {"--set optimizer={name: adam}: optimizer.lr: required key missing"}},
     {"set: alias", BASE, {"optimizer.lr=*a"}, {"--set optimizer.lr=*a: YAML aliases"}},
+    /* ---- path averaging and the cyclic schedules ---- */
+    {"average: unknown rule",
+     BASE "  average: mean\n",
+     {0},
+     {"bad.yaml:8:12: optimizer.average: expected one of none, ema, swa, got \"mean\""}},
+    {"average_decay without ema",
+     BASE "  average_decay: 0.9\n",
+     {0},
+     {"bad.yaml:8:3: optimizer.average_decay applies only with optimizer.average: ema (it is "
+      "'none')"}},
+    {"average_decay with swa",
+     BASE "  average_decay: 0.9\n  average: swa\n",
+     {0},
+     {"bad.yaml:8:3: optimizer.average_decay applies only with optimizer.average: ema (it is "
+      "'swa')"}},
+    {"average_start without averaging",
+     BASE "  average_start_epochs: 3\n",
+     {0},
+     {"bad.yaml:8:3: optimizer.average_start_epochs applies only with optimizer.average: ema, "
+      "swa"}},
+    {"average_decay of 1",
+     BASE "  average: ema\n  average_decay: 1\n",
+     {0},
+     {"bad.yaml:9:18: optimizer.average_decay: expected a float in [0, 1), got \"1\""}},
+    {"average_start negative",
+     BASE "  average: swa\n  average_start: -1\n",
+     {0},
+     {"bad.yaml:9:18: optimizer.average_start: expected an int >= 0"}},
+    {"average_start in both units",
+     BASE "  average: swa\n  average_start: 5\n  average_start_epochs: 1\n",
+     {0},
+     {"bad.yaml:10:3: optimizer.average_start_epochs and optimizer.average_start (line 9 "
+      "column 3) exclude each other"}},
+    {"cosine_restarts without period",
+     BASE "scheduler: {name: cosine_restarts}\n",
+     {0},
+     {"bad.yaml:8:12: scheduler.period: required key missing (scheduler 'cosine_restarts'"}},
+    {"cosine_restarts period_mult 0",
+     BASE "scheduler: {name: cosine_restarts, period: 5, period_mult: 0}\n",
+     {0},
+     {"bad.yaml:8:60: scheduler.period_mult: expected an int > 0, got \"0\""}},
+    {"period with cosine",
+     BASE "scheduler: {name: cosine, period: 5}\n",
+     {0},
+     {"bad.yaml:8:27: scheduler.period does not apply to scheduler 'cosine' (it applies to "
+      "cosine_restarts)"}},
+    {"cyclic without max_lr",
+     BASE "scheduler: {name: cyclic}\n",
+     {0},
+     {"bad.yaml:8:12: scheduler.max_lr: required key missing (for scheduler 'cyclic')"}},
+    {"cyclic bad mode",
+     BASE "scheduler: {name: cyclic, max_lr: 1, mode: triangle}\n",
+     {0},
+     {"scheduler.mode: expected one of triangular, triangular2, exp_range, got \"triangle\""}},
+    {"cyclic gamma 0",
+     BASE "scheduler: {name: cyclic, max_lr: 1, gamma: 0}\n",
+     {0},
+     {"scheduler.gamma: expected a float in (0, 1], got \"0\""}},
+    {"cyclic step_size_up 0",
+     BASE "scheduler: {name: cyclic, max_lr: 1, step_size_up: 0}\n",
+     {0},
+     {"scheduler.step_size_up: expected an int > 0"}},
+    {"one_cycle pct_start 1",
+     BASE "scheduler: {name: one_cycle, pct_start: 1}\n",
+     {0},
+     {"bad.yaml:8:41: scheduler.pct_start: expected a float in [0, 1), got \"1\""}},
+    {"one_cycle bad anneal",
+     BASE "scheduler: {name: one_cycle, anneal_strategy: cosine}\n",
+     {0},
+     {"scheduler.anneal_strategy: expected one of cos, linear, got \"cosine\""}},
+    {"one_cycle max_steps not above warmup",
+     BASE "scheduler: {name: one_cycle, max_steps: 5, warmup_steps: 5}\n",
+     {0},
+     {"scheduler.max_steps: expected more than scheduler.warmup_steps (5), got 5"}},
+    {"final_lr with one_cycle",
+     BASE "scheduler: {name: one_cycle, final_lr: 0.1}\n",
+     {0},
+     {"scheduler.final_lr does not apply to scheduler 'one_cycle' (it applies to cosine, poly)"}},
     {"set: optimizer change leaves a key that no longer applies",
      BASE "  momentum: 0.5\n",
      {"optimizer.name=adam"},
@@ -1026,6 +1170,20 @@ START_TEST(test_round_trip)
         "run.seed=9223372036854775807",
     };
     round_trip("rms.yaml", BASE, rms, 4);
+    round_trip("ema.yaml",
+               BASE "  average: ema\n  average_decay: 0.95\n  average_start_epochs: 2\n"
+                    "scheduler: {name: one_cycle, anneal_strategy: linear, three_phase: true, "
+                    "max_epochs: 3}\n",
+               NULL, 0);
+    round_trip("swa.yaml",
+               BASE "  average: swa\n  average_start: 30\n"
+                    "scheduler: {name: cyclic, max_lr: 0.2, step_size_up_epochs: 2, mode: "
+                    "triangular2}\n",
+               NULL, 0);
+    round_trip("sgdr.yaml",
+               BASE "scheduler: {name: cosine_restarts, period: 9, period_mult: 2, min_lr: 0.01, "
+                    "warmup_steps: 3}\n",
+               NULL, 0);
 }
 END_TEST
 
@@ -1073,6 +1231,9 @@ START_TEST(test_write_has_every_key)
     ck_assert_ptr_null(strstr(buf, "  eps:"));
     ck_assert_ptr_null(strstr(buf, "max_"));
     ck_assert_ptr_null(strstr(buf, "epochs: 10"));
+    /* added after checkpoints existed: absent at its default, so the
+     * config_hash of a run without averaging is what it was */
+    ck_assert_ptr_null(strstr(buf, "average"));
     free(buf);
 }
 END_TEST
@@ -1186,6 +1347,8 @@ int main(void)
     tcase_add_test(tc, test_optimizer_defaults);
     tcase_add_test(tc, test_accepted_spellings);
     tcase_add_test(tc, test_schedulers);
+    tcase_add_test(tc, test_cyclic_schedules);
+    tcase_add_test(tc, test_average);
     tcase_add_loop_test(tc, test_error_case, 0, (int)(sizeof error_cases / sizeof error_cases[0]));
     tcase_add_test(tc, test_set_value_message_exact);
     tcase_add_test(tc, test_unreadable_files);

@@ -5,6 +5,7 @@
  * with and without warmup, the boundaries (k = W, j = T - W, the flat tail
  * after T, milestones hit exactly), and the invariant checks that abort. */
 #include <check.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -185,6 +186,112 @@ START_TEST(test_poly)
 }
 END_TEST
 
+/* The cyclic schedules at points where torch's formulas have round values
+ * (the golden files in tests/reference/sched/ hold torch's own rates). */
+START_TEST(test_cosine_restarts)
+{
+    /* period 4, doubling: restarts at j = 4, 12, 28 */
+    dt_sched s = make(DT_SCHED_COSINE_RESTARTS, 0.1);
+    s.period = 4;
+    s.period_mult = 2;
+    ck_assert_lr(dt_sched_lr(&s, 0), 0.1);
+    ck_assert_lr(dt_sched_lr(&s, 2), 0.05);  /* half of the first period */
+    ck_assert_lr(dt_sched_lr(&s, 4), 0.1);   /* restart */
+    ck_assert_lr(dt_sched_lr(&s, 8), 0.05);  /* half of the period of 8 */
+    ck_assert_lr(dt_sched_lr(&s, 12), 0.1);  /* restart */
+    ck_assert_lr(dt_sched_lr(&s, 20), 0.05); /* half of 16 */
+    ck_assert_lr(dt_sched_lr(&s, 28), 0.1);
+    /* min_lr is the bottom; period_mult 1 repeats */
+    s.period_mult = 1;
+    s.min_lr = 0.02;
+    ck_assert_lr(dt_sched_lr(&s, 6), 0.06);
+    ck_assert_lr(dt_sched_lr(&s, 400), 0.1);
+    /* after a warmup of 3, j counts from its end */
+    s.warmup_steps = 3;
+    ck_assert_lr(dt_sched_lr(&s, 3), 0.1);
+    ck_assert_lr(dt_sched_lr(&s, 5), 0.06);
+    /* periods that would overflow a long end the restarts, not the program */
+    s.warmup_steps = 0;
+    s.period = LONG_MAX / 2;
+    s.period_mult = 3;
+    ck_assert(dt_sched_lr(&s, LONG_MAX - 1) >= s.min_lr);
+}
+END_TEST
+
+START_TEST(test_one_cycle)
+{
+    /* L = 10, pct 0.5: up over j = 0..4 from 1/4 to 1, down over 4..9 to 1/8 */
+    dt_sched s = make(DT_SCHED_ONE_CYCLE, 1.0);
+    s.max_steps = 10;
+    s.pct_start = 0.5;
+    s.div_factor = 4;
+    s.final_div_factor = 2;
+    s.anneal = DT_ANNEAL_LINEAR;
+    ck_assert_lr(dt_sched_lr(&s, 0), 0.25);
+    ck_assert_lr(dt_sched_lr(&s, 2), 0.625);
+    ck_assert_lr(dt_sched_lr(&s, 4), 1.0);
+    ck_assert_lr(dt_sched_lr(&s, 6), 0.65); /* 1 + (0.125 - 1) * 2/5 */
+    ck_assert_lr(dt_sched_lr(&s, 9), 0.125);
+    ck_assert_lr(dt_sched_lr(&s, 10), 0.125); /* the tail */
+    ck_assert_lr(dt_sched_lr(&s, 1000), 0.125);
+    s.anneal = DT_ANNEAL_COS;
+    ck_assert_lr(dt_sched_lr(&s, 2), 0.625); /* a cosine's midpoint is the mean too */
+    ck_assert_lr(dt_sched_lr(&s, 4), 1.0);
+    /* three phases: back to 1/4 at j = 8, then down to 1/8 at j = 9 */
+    s.three_phase = true;
+    s.anneal = DT_ANNEAL_LINEAR;
+    s.pct_start = 0.4; /* ends at 3, 6, 9 */
+    ck_assert_lr(dt_sched_lr(&s, 3), 1.0);
+    ck_assert_lr(dt_sched_lr(&s, 6), 0.25);
+    ck_assert_lr(dt_sched_lr(&s, 9), 0.125);
+    /* max_steps counts the warmup: L = 10 after 5 warmup updates */
+    s.warmup_steps = 5;
+    s.max_steps = 15;
+    ck_assert_lr(dt_sched_lr(&s, 5), 0.25);
+    ck_assert_lr(dt_sched_lr(&s, 8), 1.0);
+}
+END_TEST
+
+START_TEST(test_cyclic)
+{
+    /* base 0.1 -> 0.5 over 2 updates, back over 2 */
+    dt_sched s = make(DT_SCHED_CYCLIC, 0.1);
+    s.max_lr = 0.5;
+    s.step_size_up = 2;
+    s.step_size_down = 2;
+    s.gamma = 1;
+    ck_assert_lr(dt_sched_lr(&s, 0), 0.1);
+    ck_assert_lr(dt_sched_lr(&s, 1), 0.3);
+    ck_assert_lr(dt_sched_lr(&s, 2), 0.5);
+    ck_assert_lr(dt_sched_lr(&s, 3), 0.3);
+    ck_assert_lr(dt_sched_lr(&s, 4), 0.1);
+    ck_assert_lr(dt_sched_lr(&s, 6), 0.5);
+    s.cyclic_mode = DT_CYCLIC_TRIANGULAR2; /* the second cycle is half as high */
+    ck_assert_lr(dt_sched_lr(&s, 2), 0.5);
+    ck_assert_lr(dt_sched_lr(&s, 6), 0.3);
+    ck_assert_lr(dt_sched_lr(&s, 10), 0.2);
+    s.cyclic_mode = DT_CYCLIC_EXP_RANGE; /* height * gamma^j */
+    s.gamma = 0.5;
+    ck_assert_lr(dt_sched_lr(&s, 2), 0.2);
+    ck_assert_lr(dt_sched_lr(&s, 6), 0.1 + 0.4 / 64);
+    /* uneven: up 1, down 3 */
+    s.cyclic_mode = DT_CYCLIC_TRIANGULAR;
+    s.step_size_up = 1;
+    s.step_size_down = 3;
+    ck_assert_lr(dt_sched_lr(&s, 1), 0.5);
+    ck_assert_lr(dt_sched_lr(&s, 2), 0.1 + 0.4 * 2 / 3);
+    /* warmup ramps to base, where the cycle starts */
+    s.warmup_steps = 2;
+    ck_assert_lr(dt_sched_lr(&s, 1), 0.05);
+    ck_assert_lr(dt_sched_lr(&s, 3), 0.5);
+    /* names */
+    ck_assert_str_eq(dt_sched_str(DT_SCHED_CYCLIC), "cyclic");
+    ck_assert_str_eq(dt_cyclic_mode_str(DT_CYCLIC_EXP_RANGE), "exp_range");
+    ck_assert_str_eq(dt_anneal_str(DT_ANNEAL_LINEAR), "linear");
+    ck_assert_str_eq(dt_anneal_str(DT_ANNEAL_COUNT), "?");
+}
+END_TEST
+
 /* Broken invariants (config must reject these) abort via DT_BUG. */
 START_TEST(test_bad_step_size_aborts)
 {
@@ -200,6 +307,37 @@ START_TEST(test_bad_max_steps_aborts)
     s.warmup_steps = 10;
     s.max_steps = 10;
     (void)dt_sched_lr(&s, 12);
+}
+END_TEST
+
+START_TEST(test_one_cycle_empty_phase_aborts)
+{
+    /* pct_start * L - 1 = 0: the first phase has no length (the trainer
+     * refuses this configuration) */
+    dt_sched s = make(DT_SCHED_ONE_CYCLE, 0.1);
+    s.max_steps = 10;
+    s.pct_start = 0.1;
+    s.div_factor = 25;
+    s.final_div_factor = 1e4;
+    (void)dt_sched_lr(&s, 0);
+}
+END_TEST
+
+START_TEST(test_cyclic_zero_step_aborts)
+{
+    dt_sched s = make(DT_SCHED_CYCLIC, 0.1);
+    s.max_lr = 1;
+    s.step_size_up = 0;
+    s.step_size_down = 3;
+    (void)dt_sched_lr(&s, 1);
+}
+END_TEST
+
+START_TEST(test_restarts_zero_period_aborts)
+{
+    dt_sched s = make(DT_SCHED_COSINE_RESTARTS, 0.1);
+    s.period_mult = 1;
+    (void)dt_sched_lr(&s, 1);
 }
 END_TEST
 
@@ -222,11 +360,17 @@ static Suite *sched_suite(void)
     tcase_add_test(tc, test_cosine);
     tcase_add_test(tc, test_cosine_double_precision);
     tcase_add_test(tc, test_poly);
+    tcase_add_test(tc, test_cosine_restarts);
+    tcase_add_test(tc, test_one_cycle);
+    tcase_add_test(tc, test_cyclic);
     suite_add_tcase(s, tc);
     TCase *tb = tcase_create("invariants");
     tcase_add_test_raise_signal(tb, test_bad_step_size_aborts, SIGABRT);
     tcase_add_test_raise_signal(tb, test_bad_max_steps_aborts, SIGABRT);
     tcase_add_test_raise_signal(tb, test_bad_name_aborts, SIGABRT);
+    tcase_add_test_raise_signal(tb, test_one_cycle_empty_phase_aborts, SIGABRT);
+    tcase_add_test_raise_signal(tb, test_cyclic_zero_step_aborts, SIGABRT);
+    tcase_add_test_raise_signal(tb, test_restarts_zero_period_aborts, SIGABRT);
     suite_add_tcase(s, tb);
     return s;
 }
