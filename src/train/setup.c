@@ -155,6 +155,17 @@ dt_status train_build(trainer *tr, dt_error *err)
     return train_checkpoint_identity(tr, &tr->ckpt_id, err);
 }
 
+dt_status train_build_weights_only(trainer *tr, dt_error *err)
+{
+    const dt_config *c = &tr->cfg;
+    dt_status st = dt_model_create(c->model.layers, c->model.n_layers, c->model.input, 1,
+                                   c->source, &tr->model, err);
+    if (st) return st;
+    st = dt_optim_init(&tr->opt, &c->optimizer.hp, dt_model_param_count(tr->model), err);
+    if (st) return st;
+    return train_checkpoint_identity(tr, &tr->ckpt_id, err);
+}
+
 void train_free(trainer *tr)
 {
     dt_metrics_close(tr->metrics);
