@@ -70,6 +70,11 @@ rc=$(dt export.log --export latest a.yaml)
 [ "$rc" -eq 0 ] && cmp -s x.safetensors a/model.safetensors || die "--export to the default path failed"
 
 # 2. --evaluate of the weights file and of the checkpoint: the run's figures
+# the test set's class counts, from its label file (8 header bytes, then a byte each)
+labels=$DT_TEST_DATA/ok/t10k-labels-idx1-ubyte
+{ [ -f "$labels" ] && cat "$labels" || gzip -dc "$labels.gz"; } | tail -c +9 | od -An -tu1 -v |
+    tr -s ' ' '\n' | grep . | sort -n | uniq -c | awk '{ printf "%s%d", (NR > 1 ? ", " : ""), $1 }' > counts.txt
+[ -s counts.txt ] || die "cannot count the test labels"
 acc=$(json_field a/summary.json test_accuracy)
 loss=$(json_field a/summary.json test_loss)
 for what in a/model.safetensors "$ckpt"; do
@@ -93,7 +98,14 @@ for what in a/model.safetensors "$ckpt"; do
         END { if (rows != 10 || sum != 256 || trace != correct) {
                   printf "rows %d sum %d trace %d correct %d\n", rows, sum, trace, correct; exit 1 } }' ||
         die "--evaluate $what: the confusion matrix does not add up"
-    grep -q '"class_accuracy": \[' "$s" && grep -q '"class_samples": \[' "$s" || die "per-class fields"
+    # rows are the true classes: their sums are the test set's class counts
+    grep -qF "\"class_samples\": [$(cat counts.txt)]," "$s" ||
+        die "--evaluate $what: class_samples are not the test set's class counts ($(cat counts.txt))"
+    sed -n '/"confusion_matrix"/,/^  \]/p' "$s" | tr -d '[],' |
+        awk 'NF == 10 { s = 0; for (j = 1; j <= 10; j++) s += $j; printf "%s%d", (n++ ? ", " : ""), s }' \
+        > rows.txt
+    [ "$(cat rows.txt)" = "$(cat counts.txt)" ] || die "--evaluate $what: row sums $(cat rows.txt)"
+    grep -q '"class_accuracy": \[' "$s" || die "per-class fields"
     grep -q "^test_loss .* test_accuracy .* ($correct of 256)" eval.log || { cat eval.log; die "no result line"; }
     grep -q '^class  samples  correct  accuracy' eval.log || die "no class table"
     grep -q '^confusion matrix (rows: true class, columns: predicted class)' eval.log || die "no matrix"
