@@ -19,5 +19,5 @@ foreach(np 1 2)
   add_test(NAME cli_weights_np${np} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/weights.sh ${np})
   set_tests_properties(cli_weights_np${np} PROPERTIES LABELS cli FIXTURES_REQUIRED test_data
     TIMEOUT 600 SKIP_RETURN_CODE 77
-    ENVIRONMENT "DTRAIN=$<TARGET_FILE:dtrain>;MPIEXEC=${DT_MPIEXEC_STR};DT_TEST_DATA=${DT_TEST_DATA};${DT_SANITIZE_ENV}")
+    ENVIRONMENT "DTRAIN=$<TARGET_FILE:dtrain>;MPIEXEC=${DT_MPIEXEC_STR};DT_TEST_DATA=${DT_TEST_DATA};${DT_SANITIZE_ENV};DT_FAULT_LIB=$<TARGET_FILE:dt_fault_inject>")
 endforeach()

@@ -13,8 +13,11 @@
 #      with the same param_checksum and test loss as the run that wrote them;
 #   4. init_from of another model's weights is exit 3 naming the tensor and
 #      both shapes, with nothing written; a damaged file likewise;
-#   5. --resume wins over init_from: the file is not even read.
-# Environment: DTRAIN, MPIEXEC, DT_TEST_DATA (as run_case.sh).
+#   5. --resume wins over init_from: the file is not even read;
+#   6. a storage fault on model.safetensors is exit 1 and one line, and
+#      leaves neither a temporary file nor a summary.json.
+# Environment: DTRAIN, MPIEXEC, DT_TEST_DATA (as run_case.sh), DT_FAULT_LIB
+# (the preload library of tests/tools/fault_inject.c).
 . "$(dirname "$0")/../lib.sh"
 np=$1
 new_work_dir dtrain-weights
@@ -156,4 +159,17 @@ no_crash r.log
 [ "$rc" -eq 0 ] || { cat r.log; die "--resume with a missing init_from exited $rc"; }
 grep -q 'resumed from' r.log || die "did not resume"
 grep -q 'initial weights' r.log && die "a resumed run claims initial weights from init_from"
+# 6. a full disk while writing model.safetensors: exit 1, one line naming the
+# file and the cause, no temporary file, no summary.json (faults injected by
+# tests/tools/fault_inject.c, preloaded)
+[ -n "${DT_FAULT_LIB:-}" ] && [ -f "$DT_FAULT_LIB" ] || die "DT_FAULT_LIB not built: ${DT_FAULT_LIB:-unset}"
+rc=$(DT_FAULT_PATH="$WORK/f" DT_FAULT_NAME=model.safetensors DT_FAULT_OP=write DT_FAULT_ERRNO=ENOSPC \
+     LD_PRELOAD="$DT_FAULT_LIB" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+     dt f.log --set run.out_dir="$WORK/f" a.yaml)
+no_crash f.log
+[ "$rc" -eq 1 ] || { cat f.log; die "a full disk on model.safetensors exited $rc, expected 1"; }
+grep -q "^dtrain: $WORK/f/model.safetensors: cannot write: No space left on device" f.log &&
+    [ "$(grep -c '^dtrain: ' f.log)" -eq 1 ] || { cat f.log; die "a full disk on model.safetensors: message"; }
+[ ! -e f/model.safetensors ] && [ ! -e f/summary.json ] || die "files written after the failed export"
+[ -z "$(find f -name '*.tmp*')" ] || die "a temporary file was left: $(find f -name '*.tmp*')"
 echo "PASS weights (np $np)"
