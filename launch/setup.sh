@@ -15,9 +15,10 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
           libyaml-dev check zlib1g-dev dataset-fashion-mnist)
 # what the tests use beyond that: a local Slurm cluster, the SimGrid
-# simulator, gnuplot for the scaling plots
+# simulator, gnuplot for the scaling plots, PyTorch for the cross-checks
+# against it (tests/torch/; Debian's Python, /usr/bin/python3)
 test_packages=(slurmctld slurmd slurm-client munge libsimgrid-dev gnuplot-nox clang
-               libclang-rt-14-dev python3 procps)
+               libclang-rt-14-dev python3 procps python3-torch python3-numpy)
 
 install_packages() { # install_packages PACKAGE...
     local missing=()

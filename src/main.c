@@ -2,6 +2,8 @@
  *
  *   mpirun -np N dtrain [--set KEY=VALUE]... [--resume latest|PATH] [--check]
  *                       [--print-config] [--] CONFIG.yaml
+ *   mpirun -np N dtrain --evaluate latest|PATH [-o FILE] [--set ...] CONFIG.yaml
+ *   dtrain --export latest|PATH [-o FILE] [--set ...] CONFIG.yaml
  *   dtrain --help | --version
  *
  * getopt_long parses, with the GNU conventions users expect: --opt VALUE and
@@ -26,6 +28,8 @@
 static const char usage[] =
     "usage: dtrain [--set KEY=VALUE]... [--resume latest|PATH] [--check] [--print-config]\n"
     "              [--] CONFIG.yaml\n"
+    "       dtrain --export latest|PATH [-o FILE] [--set KEY=VALUE]... CONFIG.yaml\n"
+    "       dtrain --evaluate latest|PATH [-o FILE] [--set KEY=VALUE]... CONFIG.yaml\n"
     "       dtrain --help | --version\n"
     "  --set KEY=VALUE  override a config key (VALUE is YAML), e.g. --set optimizer.lr=0.05\n"
     "                   (also --set=KEY=VALUE)\n"
@@ -33,6 +37,14 @@ static const char usage[] =
     "  --resume PATH    continue from that checkpoint file\n"
     "  --check          validate the config and the data files, print the plan, exit\n"
     "  --print-config   print the resolved configuration (every default filled in), exit\n"
+    "  --export PATH    write the weights of a checkpoint as safetensors (PyTorch), exit;\n"
+    "                   PATH: a checkpoint file, a folder of checkpoints or a run.out_dir\n"
+    "                   (its newest usable one), or latest (checkpoint.dir); no training\n"
+    "                   data is read; default output run.out_dir/model.safetensors\n"
+    "  --evaluate PATH  evaluate a checkpoint (as for --export) or a .safetensors file on\n"
+    "                   the test set: loss, accuracy, per-class accuracy, confusion matrix;\n"
+    "                   default output run.out_dir/evaluate/summary.json\n"
+    "  -o, --output FILE  the file --export or --evaluate writes\n"
     "  -h, --help       this text\n"
     "  -V, --version    version, git commit, OpenBLAS core and MPI library, exit\n"
     "  --               end of options (for a config file whose name starts with '-')\n"
@@ -42,20 +54,23 @@ static const char usage[] =
 
 /* getopt_long's codes for the long-only options: above any char, so that a
  * '?' carrying one of them can only mean "this option was given a value". */
-enum { OPT_SET = 256, OPT_RESUME, OPT_CHECK, OPT_PRINT_CONFIG };
+enum { OPT_SET = 256, OPT_RESUME, OPT_CHECK, OPT_PRINT_CONFIG, OPT_EXPORT, OPT_EVALUATE };
 
 static const struct option long_options[] = {
     {"set", required_argument, NULL, OPT_SET},
     {"resume", required_argument, NULL, OPT_RESUME},
     {"check", no_argument, NULL, OPT_CHECK},
     {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+    {"export", required_argument, NULL, OPT_EXPORT},
+    {"evaluate", required_argument, NULL, OPT_EVALUATE},
+    {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
 /* ':' first: a missing value returns ':' rather than '?' (and, like
  * opterr = 0, keeps getopt from printing). */
-static const char short_options[] = ":hV";
+static const char short_options[] = ":hVo:";
 
 typedef struct {
     dt_run_options run;
@@ -72,7 +87,7 @@ static const char *option_name(const char *word, char *buf, size_t size)
     return buf;
 }
 
-/* The value of --set or --resume given as the next word, when that word is
+/* The value of an option given as the next word, when that word is
  * another option: `dtrain --resume --check x.yaml` means a forgotten value,
  * not a checkpoint named "--check". (A value that really starts with "--"
  * can be given as --resume=--odd or ./--odd.) */
@@ -84,9 +99,34 @@ static int value_is_missing(const char *value, char **argv)
 
 static dt_status missing_value(int option, dt_error *err)
 {
-    if (option == OPT_SET)
-        return dt_fail(err, DT_ECONFIG, "--set needs KEY=VALUE (see dtrain --help)");
-    return dt_fail(err, DT_ECONFIG, "--resume needs 'latest' or a path (see dtrain --help)");
+    switch (option) {
+    case OPT_SET: return dt_fail(err, DT_ECONFIG, "--set needs KEY=VALUE (see dtrain --help)");
+    case OPT_EXPORT:
+        return dt_fail(err, DT_ECONFIG, "--export needs 'latest' or a path (see dtrain --help)");
+    case OPT_EVALUATE:
+        return dt_fail(err, DT_ECONFIG, "--evaluate needs 'latest' or a path (see dtrain --help)");
+    case 'o': return dt_fail(err, DT_ECONFIG, "--output needs a file name (see dtrain --help)");
+    default:
+        return dt_fail(err, DT_ECONFIG, "--resume needs 'latest' or a path (see dtrain --help)");
+    }
+}
+
+/* --export and --evaluate read the weights they are given and do not
+ * train: they exclude each other and the options of a training run. */
+static dt_status check_modes(const cli *c, dt_error *err)
+{
+    const dt_run_options *r = &c->run;
+    const char *mode = r->export_from ? "--export" : r->evaluate ? "--evaluate" : NULL;
+    if (r->export_from && r->evaluate)
+        return dt_fail(err, DT_ECONFIG, "--export and --evaluate exclude each other");
+    if (mode && r->resume)
+        return dt_fail(err, DT_ECONFIG, "%s and --resume exclude each other (%s reads the "
+                       "weights it is given)", mode, mode);
+    if (mode && r->check_only)
+        return dt_fail(err, DT_ECONFIG, "%s and --check exclude each other", mode);
+    if (r->output && !mode)
+        return dt_fail(err, DT_ECONFIG, "--output goes with --export or --evaluate");
+    return DT_OK;
 }
 
 /* The '?' of getopt_long: an unknown option, or a value given to an option
@@ -125,6 +165,14 @@ static dt_status parse_args(int argc, char **argv, cli *c, dt_error *err)
             if (!*optarg || value_is_missing(optarg, argv)) return missing_value(OPT_RESUME, err);
             c->run.resume = optarg;
             break;
+        case OPT_EXPORT:
+        case OPT_EVALUATE:
+        case 'o':
+            if (!*optarg || value_is_missing(optarg, argv)) return missing_value(opt, err);
+            if (opt == OPT_EXPORT) c->run.export_from = optarg;
+            else if (opt == OPT_EVALUATE) c->run.evaluate = optarg;
+            else c->run.output = optarg;
+            break;
         case ':': return missing_value(optopt, err);
         default: return bad_option(argv, err);
         }
@@ -138,6 +186,8 @@ static dt_status parse_args(int argc, char **argv, cli *c, dt_error *err)
     }
     if (!c->help && !c->version && !c->run.config_path)
         return dt_fail(err, DT_ECONFIG, "no config file given (see dtrain --help)");
+    dt_status st = check_modes(c, err);
+    if (st) return st;
     c->run.sets = c->sets;
     return DT_OK;
 }

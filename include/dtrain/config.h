@@ -58,6 +58,7 @@ typedef struct {
         int n_layers;
         dt_layer_spec layers[DT_MAX_LAYERS];
         dt_init_kind init;
+        char init_from[DT_PATH_MAX]; /* initial weights (safetensors); "" = init */
     } model;
 
     struct {

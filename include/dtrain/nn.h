@@ -77,6 +77,18 @@ void dt_model_bind_grads(dt_model *m, float *grads);
 long dt_model_input_size(const dt_model *m); /* C*H*W */
 int dt_model_outputs(const dt_model *m);     /* number of logits */
 long dt_model_max_batch(const dt_model *m);
+/* The parameters of model.layers[layer] in PyTorch's shapes (the
+ * safetensors export and import name them "<layer>.weight" and
+ * "<layer>.bias"): returns 0 for a layer without parameters, else 2 and
+ * out[0] = the weight (dense [out, in] with `in` the flattened input,
+ * conv [out_c, in_c, kh, kw]), out[1] = the bias [out]; each at `offset`
+ * floats into the parameter arena, `count` floats long. */
+typedef struct {
+    size_t offset, count;
+    int ndim;
+    long shape[4];
+} dt_param_tensor;
+int dt_model_layer_tensors(const dt_model *m, int layer, dt_param_tensor out[2]);
 /* Multiply-adds x 2 of one sample's forward + backward pass (for GFLOP/s). */
 double dt_model_flops_per_sample(const dt_model *m);
 /* One line per layer ("conv 6x5x5 s1 p2: 1x28x28 -> 6x28x28, 156 params")

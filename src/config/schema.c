@@ -118,6 +118,7 @@ static const field model_fields[] = {
     {.key = "layers", .type = F_CUSTOM, .required = true, .def = NAN, .custom = &cfg_layers_ops},
     {.key = "init", .type = F_ENUM, .off = OFF(model.init), .def = DT_INIT_HE,
      .names = &init_names},
+    STR_ROW("init_from", model.init_from, ""), /* a safetensors file; "" = model.init */
 };
 
 static const field train_fields[] = {

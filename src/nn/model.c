@@ -270,6 +270,32 @@ long dt_model_max_batch(const dt_model *m) { return m->max_batch; }
 double dt_model_flops_per_sample(const dt_model *m) { return m->flops; }
 const float *dt_model_logits(const dt_model *m) { return m->logits; }
 
+int dt_model_layer_tensors(const dt_model *m, int layer, dt_param_tensor out[2])
+{
+    DT_CHECK(layer >= 0 && layer < m->n_layers);
+    const nn_layer *l = &m->layers[layer];
+    if (l->n_w + l->n_b == 0) return 0;
+    out[0] = (dt_param_tensor){.offset = l->off, .count = l->n_w};
+    out[1] = (dt_param_tensor){.offset = l->off + l->n_w, .count = l->n_b, .ndim = 1,
+                               .shape = {(long)l->n_b}};
+    if (l->spec.kind == DT_LAYER_CONV) {
+        out[0].ndim = 4;
+        out[0].shape[0] = l->conv.out_c;
+        out[0].shape[1] = l->conv.c;
+        out[0].shape[2] = l->conv.kh;
+        out[0].shape[3] = l->conv.kw;
+    } else {
+        DT_CHECK(l->spec.kind == DT_LAYER_DENSE);
+        out[0].ndim = 2;
+        out[0].shape[0] = (long)l->n_b;
+        out[0].shape[1] = l->in_size;
+    }
+    size_t n = 1;
+    for (int d = 0; d < out[0].ndim; d++) n *= (size_t)out[0].shape[d];
+    DT_CHECK(n == l->n_w); /* the layout the kernels use is PyTorch's */
+    return 2;
+}
+
 void dt_model_describe(const dt_model *m, char *buf, size_t size)
 {
     size_t used = 0;

@@ -40,6 +40,9 @@ static dt_status config_hash(const dt_config *c, uint64_t *hash, dt_error *err)
     memset(k->run.trace, 0, sizeof k->run.trace);
     k->run.trace_steps = 0;
     memset(k->data.dir, 0, sizeof k->data.dir);
+    /* where the first weights came from does not change what a checkpoint
+     * continues (and --resume wins over it) */
+    memset(k->model.init_from, 0, sizeof k->model.init_from);
     memset(&k->train.length, 0, sizeof k->train.length);
     k->train.eval_every = k->train.log_every = 0;
     memset(&k->checkpoint, 0, sizeof k->checkpoint);

@@ -1,8 +1,13 @@
 /* run.c - one training run, stage by stage.
  *
  *   load and check the configuration -> check the model's shapes -> load
- *   the data -> resolve lengths, build -> (--check: print the plan) ->
- *   resume -> create the outputs -> train -> summary
+ *   the data -> resolve lengths, build -> model.init_from (unless resumed)
+ *   -> (--check: print the plan) -> resume -> create the outputs -> train
+ *   -> model.safetensors -> summary
+ *
+ * and the two forms that do not train: --export (configuration, model,
+ * checkpoint -> safetensors; no data is read) and --evaluate
+ * (configuration, data, model, weights -> the test set's report).
  *
  * Every stage ends with one verdict that every rank agrees on before
  * anything is written, so a bad input leaves no half-written result and no
@@ -65,6 +70,7 @@ static void print_plan(const trainer *tr)
     else if (tr->average.kind == DT_AVERAGE_SWA)
         printf("plan: swa (uniform mean) of the weights after every update from update %ld on\n",
                tr->average.start + 1);
+    if (c->model.init_from[0]) printf("initial weights: %s\n", c->model.init_from);
 }
 
 /* out_dir/config.resolved.yaml, atomically: complete or absent. */
@@ -168,6 +174,76 @@ static dt_status write_summary(trainer *tr, const run_result *res, double wall, 
     return st;
 }
 
+/* out_dir/model.safetensors, before the summary: a run whose summary.json
+ * exists has exported its weights. */
+static dt_status export_at_end(trainer *tr, long step, dt_error *err)
+{
+    dt_path path;
+    dt_status st = DT_OK;
+    /* sharded, each rank holds its own pieces of the average: all of it to
+     * every rank (a collective) before rank 0 writes it */
+    if (train_averaged_params(tr)) dt_exchange_gather(tr->exchange, tr->avg);
+    if (tr->comm->rank == 0) {
+        st = dt_path_join(&path, tr->cfg.run.out_dir, "model.safetensors", err);
+        if (st == DT_OK) st = train_write_weights(tr, path.s, step, err);
+        if (st == DT_OK && tr->metrics) dt_metrics_note(tr->metrics, "weights: %s", path.s);
+    }
+    return agree(tr, st, err);
+}
+
+/* The path --export or --evaluate writes: --output, else out_dir/name. */
+static dt_status output_path(const trainer *tr, const dt_run_options *opt, const char *name,
+                             dt_path *out, dt_error *err)
+{
+    if (opt->output) return dt_path_set(out, opt->output, err);
+    return dt_path_join(out, tr->cfg.run.out_dir, name, err);
+}
+
+/* --export: a checkpoint's weights as safetensors, without data. */
+static dt_status run_export(trainer *tr, const dt_run_options *opt, dt_error *err)
+{
+    dt_status st = train_build_weights_only(tr, err);
+    if ((st = agree(tr, st, err))) return st;
+    weights_source src;
+    st = train_load_weights(tr, opt->export_from, &src, err);
+    if ((st = agree(tr, st, err))) return st;
+    dt_path out = {.s = ""};
+    if (tr->comm->rank == 0) {
+        st = output_path(tr, opt, "model.safetensors", &out, err);
+        if (st == DT_OK) st = train_make_parent(out.s, err);
+        if (st == DT_OK) st = train_write_weights(tr, out.s, src.step, err);
+    }
+    if ((st = agree(tr, st, err))) return st;
+    if (tr->comm->rank == 0) {
+        printf("exported %s (%s, step %ld): %zu parameters to %s\n", src.path, src.kind,
+               src.step, dt_model_param_count(tr->model), out.s);
+    }
+    return DT_OK;
+}
+
+/* --evaluate: the test set through the given weights. */
+static dt_status run_evaluate(trainer *tr, const dt_run_options *opt, dt_error *err)
+{
+    weights_source src;
+    dt_status st = train_load_weights(tr, opt->evaluate, &src, err);
+    if ((st = agree(tr, st, err))) return st;
+    eval_report r;
+    st = train_evaluate_report(tr, &r, err);
+    if ((st = agree(tr, st, err))) return st;
+    dt_path out = {.s = ""};
+    if (tr->comm->rank == 0) {
+        st = output_path(tr, opt, "evaluate/summary.json", &out, err);
+        if (st == DT_OK) st = train_write_eval_report(tr, &r, &src, out.s, err);
+    }
+    st = agree(tr, st, err);
+    if (st == DT_OK && tr->comm->rank == 0) {
+        train_print_eval_report(tr, &r, &src, stdout);
+        printf("\nsummary: %s\n", out.s);
+    }
+    train_eval_report_free(&r);
+    return st;
+}
+
 /* The timeline of the first run.trace_steps updates (every rank; the clock
  * origin is a collective). */
 static dt_status open_trace(trainer *tr, long first_step, dt_error *err)
@@ -237,7 +313,21 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
         if (root) dt_config_write_yaml(&tr.cfg, stdout);
         if (!opt->check_only) goto done;
     }
+    if (opt->export_from) {
+        st = run_export(&tr, opt, &err);
+        goto done;
+    }
     if ((st = prepare(&tr, &err))) goto done;
+    if (opt->evaluate) {
+        st = run_evaluate(&tr, opt, &err);
+        goto done;
+    }
+    /* The first weights from a file (checked by --check too); a resumed
+     * run takes them from its checkpoint and never reads the file. */
+    if (tr.cfg.model.init_from[0] && !opt->resume) {
+        st = train_init_from(&tr, tr.cfg.model.init_from, &err);
+        if ((st = agree(&tr, st, &err))) goto done;
+    }
     if (opt->check_only) {
         if (root) print_plan(&tr);
         goto done;
@@ -252,10 +342,16 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
     st = open_trace(&tr, first_step, &err);
     if ((st = agree(&tr, st, &err))) goto done;
     report_startup(&tr);
+    if (tr.metrics && tr.cfg.model.init_from[0] && !opt->resume)
+        dt_metrics_note(tr.metrics, "initial weights: %s", tr.cfg.model.init_from);
 
     double wall0 = dt_comm_time();
     st = train_loop(&tr, first_step, &res, &err);
     if ((st = agree(&tr, st, &err))) goto done;
+    /* the weights after the last update (a resumed run that had already
+     * finished: those of its checkpoint) */
+    st = export_at_end(&tr, DT_MAX(tr.total_steps, first_step - 1), &err);
+    if (st) goto done;
     st = write_summary(&tr, &res, dt_comm_time() - wall0, &err);
     if ((st = agree(&tr, st, &err))) goto done;
     st = write_trace(&tr, &err);

@@ -192,6 +192,24 @@ dt_status train_build(trainer *tr, dt_error *err)
     return train_checkpoint_identity(tr, &tr->ckpt_id, err);
 }
 
+dt_status train_build_weights_only(trainer *tr, dt_error *err)
+{
+    const dt_config *c = &tr->cfg;
+    dt_status st = dt_model_create(c->model.layers, c->model.n_layers, c->model.input, 1,
+                                   c->source, &tr->model, err);
+    if (st) return st;
+    st = dt_optim_init(&tr->opt, &c->optimizer.hp, dt_model_param_count(tr->model), err);
+    if (st) return st;
+    /* a checkpoint of a run with averaging carries the averaged copy: room
+     * for it, so that the file matches and --export can write it */
+    tr->average = c->optimizer.average;
+    if (tr->average.kind != DT_AVERAGE_NONE) {
+        tr->avg = dt_alloc_aligned(dt_model_param_count(tr->model) * sizeof(float));
+        if (!tr->avg) return dt_fail(err, DT_EINTERNAL, "out of memory");
+    }
+    return train_checkpoint_identity(tr, &tr->ckpt_id, err);
+}
+
 void train_free(trainer *tr)
 {
     dt_metrics_close(tr->metrics);

@@ -9,6 +9,8 @@
  *                 replica check, logging, stop requests, evaluation,
  *                 checkpoints
  *   checkpoints.c save and resume
+ *   weights.c     the weights in and out (safetensors), init_from
+ *   evaluate.c    --evaluate's per-class report
  *   run.c         dt_train_run: the order of all of the above, and the
  *                 one verdict every rank agrees on at each stage */
 #ifndef DTRAIN_TRAINER_H
@@ -17,6 +19,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dtrain/average.h"
 #include "dtrain/checkpoint.h"
@@ -67,6 +70,7 @@ typedef struct {
     float *avg;         /* the averaged copy (NULL when averaging is off); sharded,
                          * only this rank's pieces are current between gathers */
     float *avg_swap;    /* the raw parameters while the average is evaluated */
+    bool avg_loaded;    /* --export/--evaluate: a checkpoint's started average is in avg */
     dt_sched sched;
     dt_exchange *exchange; /* the gradient exchange */
     long upe;           /* updates per epoch */
@@ -107,6 +111,9 @@ typedef struct {
 dt_status train_load_data(trainer *tr, int n_classes, dt_error *err);
 dt_status train_resolve_lengths(trainer *tr, dt_error *err);
 dt_status train_build(trainer *tr, dt_error *err);
+/* The model (for one sample), the optimizer and the checkpoint identity,
+ * without data: enough to read a checkpoint and export its weights. */
+dt_status train_build_weights_only(trainer *tr, dt_error *err);
 void train_free(trainer *tr);
 
 /* step.c */
@@ -131,5 +138,48 @@ bool train_checkpoint_due(const trainer *tr, long step);
 
 /* loop.c */
 dt_status train_loop(trainer *tr, long first_step, run_result *res, dt_error *err);
+
+/* weights.c: the weights in and out in safetensors (tensor "<i>.weight" and
+ * "<i>.bias" for model.layers[i]). */
+typedef struct {
+    char kind[16];               /* "checkpoint" or "safetensors" */
+    char path[DT_PATH_MAX + 64]; /* the file the weights came from */
+    long step;                   /* the update they were taken after; -1 unknown */
+    char config_hash[20];        /* as the source states it ("" unknown) */
+} weights_source;
+/* The weights every export writes (the end of a run, --export): the
+ * average along the path once it has started, else the parameters. */
+const float *train_export_params(trainer *tr);
+/* Rank 0 writes train_export_params to path atomically, with the step and
+ * the config hash as metadata; the other ranks return DT_OK (the caller
+ * agrees on the verdict). */
+dt_status train_write_weights(trainer *tr, const char *path, long step, dt_error *err);
+/* model.init_from: rank 0 reads path strictly (DT_EDATA naming the file and
+ * the tensor), every rank agrees and receives the weights. */
+dt_status train_init_from(trainer *tr, const char *path, dt_error *err);
+/* --evaluate and --export: the weights of `what` into the model (and the
+ * optimizer state, from a checkpoint) on every rank, agreed. `what` is
+ * "latest" (checkpoint.dir), a folder (a checkpoint.dir, or a run.out_dir
+ * with checkpoints/ in it: its newest usable checkpoint), a checkpoint
+ * file (by its magic) or a safetensors file. */
+dt_status train_load_weights(trainer *tr, const char *what, weights_source *src, dt_error *err);
+/* mkdir -p the folder a file is to be written into. */
+dt_status train_make_parent(const char *path, dt_error *err);
+
+/* evaluate.c: the test set with per-class counts (--evaluate). */
+typedef struct {
+    long samples, correct;
+    double loss;        /* mean over the test set */
+    int classes;        /* the model's outputs */
+    long *confusion;    /* [true][predicted], classes x classes */
+} eval_report;
+dt_status train_evaluate_report(trainer *tr, eval_report *r, dt_error *err);
+void train_eval_report_free(eval_report *r);
+/* Rank 0: the readable table on out, and the JSON summary written
+ * atomically to path. */
+void train_print_eval_report(const trainer *tr, const eval_report *r, const weights_source *src,
+                             FILE *out);
+dt_status train_write_eval_report(const trainer *tr, const eval_report *r,
+                                  const weights_source *src, const char *path, dt_error *err);
 
 #endif

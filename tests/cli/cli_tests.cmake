@@ -12,3 +12,12 @@ foreach(case_path ${DT_CLI_CASES})
       ENVIRONMENT "DTRAIN=$<TARGET_FILE:dtrain>;MPIEXEC=${DT_MPIEXEC_STR};DT_TEST_DATA=${DT_TEST_DATA};${DT_SANITIZE_ENV}")
   endforeach()
 endforeach()
+
+# The weights forms end to end (tests/cli/weights.sh): the export at the end
+# of a run, --export, --evaluate, model.init_from, on 1 and on 2 ranks.
+foreach(np 1 2)
+  add_test(NAME cli_weights_np${np} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/weights.sh ${np})
+  set_tests_properties(cli_weights_np${np} PROPERTIES LABELS cli FIXTURES_REQUIRED test_data
+    TIMEOUT 600 SKIP_RETURN_CODE 77
+    ENVIRONMENT "DTRAIN=$<TARGET_FILE:dtrain>;MPIEXEC=${DT_MPIEXEC_STR};DT_TEST_DATA=${DT_TEST_DATA};${DT_SANITIZE_ENV};DT_FAULT_LIB=$<TARGET_FILE:dt_fault_inject>")
+endforeach()

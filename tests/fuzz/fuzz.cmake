@@ -6,10 +6,11 @@
 #
 # With -DDTRAIN_FUZZ=ON and CMAKE_C_COMPILER=clang, every dtrain target is
 # compiled with -fsanitize=fuzzer-no-link,address,undefined (so libFuzzer
-# sees the coverage of the libraries) and three fuzzers are built:
+# sees the coverage of the libraries) and four fuzzers are built:
 #   fuzz_config      dt_config_load (+ --set) and the write/reload identity
 #   fuzz_idx         dt_idx_load on raw and gzip IDX files
 #   fuzz_checkpoint  dt_ckpt_read / dt_ckpt_resume
+#   fuzz_safetensors dt_st_open / dt_st_check / dt_st_read_f32 / dt_st_load
 # plus fuzz_gen_seeds, the program that wrote the committed seed corpora.
 # tests/fuzz/run.sh configures, builds and runs them. It passes this file as
 # CMAKE_PROJECT_INCLUDE too (then it runs before dtrain_flags exists, so the
@@ -43,6 +44,7 @@ function(_dt_fuzz_setup)
   _dt_fuzz_target(fuzz_config dt_config)
   _dt_fuzz_target(fuzz_idx dt_data ZLIB::ZLIB)
   _dt_fuzz_target(fuzz_checkpoint dt_checkpoint)
+  _dt_fuzz_target(fuzz_safetensors dt_safetensors)
 
   # Writes the generated seeds (IDX inputs, checkpoints) of tests/fuzz/corpus.
   add_executable(fuzz_gen_seeds ${_dt_fuzz_dir}/gen_seeds.c)

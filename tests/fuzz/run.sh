@@ -4,8 +4,8 @@
 #     tests/fuzz/run.sh [SECONDS_PER_TARGET]      (default 20)
 #
 # Configures a clang build in build-fuzz/ when there is none (override with
-# DTRAIN_FUZZ_BUILD=DIR), builds fuzz_config, fuzz_idx and fuzz_checkpoint,
-# replays every file of tests/fuzz/regressions/<target>/, then fuzzes each
+# DTRAIN_FUZZ_BUILD=DIR), builds fuzz_config, fuzz_idx, fuzz_checkpoint and
+# fuzz_safetensors, replays every file of tests/fuzz/regressions/<target>/, then fuzzes each
 # target for SECONDS_PER_TARGET on a copy of tests/fuzz/corpus/<target>/ (the
 # committed corpus is never written). FUZZ_TARGETS="idx config" runs a subset.
 # Exit status 0 when nothing was found; 1 on any crash, leak, timeout,
@@ -19,7 +19,7 @@ case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2 ;
 src=$(cd "$(dirname "$0")/../.." && pwd)
 fz=$src/tests/fuzz
 build=${DTRAIN_FUZZ_BUILD:-$src/build-fuzz}
-targets=${FUZZ_TARGETS:-config idx checkpoint}
+targets=${FUZZ_TARGETS:-config idx checkpoint safetensors}
 
 if ! grep -q '^DTRAIN_FUZZ:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
     command -v clang >/dev/null 2>&1 || {
@@ -30,7 +30,8 @@ if ! grep -q '^DTRAIN_FUZZ:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
         -DDTRAIN_FUZZ=ON -DDTRAIN_TESTS=OFF -DCMAKE_PROJECT_INCLUDE="$fz/fuzz.cmake" >/dev/null
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake --build "$build" -j"$jobs" --target fuzz_config fuzz_idx fuzz_checkpoint >/dev/null
+cmake --build "$build" -j"$jobs" --target fuzz_config fuzz_idx fuzz_checkpoint fuzz_safetensors \
+    >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dtrain-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -45,6 +46,7 @@ for t in $targets; do
     config) opts="-max_len=4096 -dict=$fz/yaml.dict" ;;
     idx) opts="-max_len=8192" ;;
     checkpoint) opts="-max_len=4096" ;;
+    safetensors) opts="-max_len=4096 -dict=$fz/safetensors.dict" ;;
     *) echo "run.sh: unknown target $t" >&2; exit 2 ;;
     esac
     opts="$opts -rss_limit_mb=2048 -timeout=20"
