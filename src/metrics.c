@@ -199,7 +199,7 @@ void dt_metrics_note(dt_metrics *m, const char *fmt, ...)
     fflush(m->progress);
 }
 
-static void json_string(FILE *f, const char *s)
+void dt_metrics_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; s && *s; s++) {
@@ -227,7 +227,7 @@ static void field(FILE *f, const char *name, double v, bool last)
 static void summary_json(FILE *f, const dt_summary *s)
 {
     fputs("{\n  \"name\": ", f);
-    json_string(f, s->name);
+    dt_metrics_json_string(f, s->name);
     fputs(",\n", f);
     field(f, "test_accuracy", s->test_accuracy, false);
     field(f, "test_loss", s->test_loss, false);
@@ -258,13 +258,13 @@ static void summary_json(FILE *f, const dt_summary *s)
     field(f, "evaluation", s->t_eval, true);
     fprintf(f, "  },\n  \"train_loop_allocations\": %llu,\n  \"blas_core\": ",
             (unsigned long long)s->loop_allocations);
-    json_string(f, s->blas_core);
+    dt_metrics_json_string(f, s->blas_core);
     fputs(",\n  \"mpi_library\": ", f);
-    json_string(f, s->mpi_library);
+    dt_metrics_json_string(f, s->mpi_library);
     fputs(",\n  \"version\": ", f);
-    json_string(f, dt_version());
+    dt_metrics_json_string(f, dt_version());
     fputs(",\n  \"git_commit\": ", f);
-    json_string(f, dt_git_commit());
+    dt_metrics_json_string(f, dt_git_commit());
     fprintf(f, ",\n  \"param_checksum\": \"%016llx\"\n}\n",
             (unsigned long long)s->param_checksum);
 }

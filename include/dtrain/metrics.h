@@ -99,4 +99,7 @@ void dt_metrics_startup(dt_metrics *m, const dt_run_facts *f);
 /* The closing line, after the summary was written. */
 void dt_metrics_finish(dt_metrics *m, const dt_summary *s);
 
+/* s as a JSON string literal, quoted and escaped (summary files). */
+void dt_metrics_json_string(FILE *f, const char *s);
+
 #endif

@@ -119,21 +119,6 @@ void train_print_eval_report(const trainer *tr, const eval_report *r, const weig
     fflush(out);
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void json_num(FILE *f, double v)
 {
     if (isfinite(v))
@@ -146,11 +131,11 @@ static void eval_json(FILE *f, const trainer *tr, const eval_report *r, const we
 {
     const int K = r->classes;
     fputs("{\n  \"mode\": \"evaluate\",\n  \"name\": ", f);
-    json_str(f, tr->cfg.run.name);
+    dt_metrics_json_string(f, tr->cfg.run.name);
     fputs(",\n  \"weights\": ", f);
-    json_str(f, src->path);
+    dt_metrics_json_string(f, src->path);
     fputs(",\n  \"weights_kind\": ", f);
-    json_str(f, src->kind);
+    dt_metrics_json_string(f, src->kind);
     fputs(",\n  \"step\": ", f);
     if (src->step >= 0)
         fprintf(f, "%ld", src->step);
@@ -158,7 +143,7 @@ static void eval_json(FILE *f, const trainer *tr, const eval_report *r, const we
         fputs("null", f);
     fputs(",\n  \"weights_config_hash\": ", f);
     if (src->config_hash[0])
-        json_str(f, src->config_hash);
+        dt_metrics_json_string(f, src->config_hash);
     else
         fputs("null", f);
     fprintf(f, ",\n  \"config_hash\": \"%016llx\"", (unsigned long long)tr->ckpt_id.config_hash);
@@ -187,13 +172,13 @@ static void eval_json(FILE *f, const trainer *tr, const eval_report *r, const we
     fprintf(f, "\n  ],\n  \"world_size\": %d,\n  \"eval_seconds\": ", tr->comm->world);
     json_num(f, tr->time.eval);
     fputs(",\n  \"blas_core\": ", f);
-    json_str(f, dt_runtime_blas_core());
+    dt_metrics_json_string(f, dt_runtime_blas_core());
     fputs(",\n  \"mpi_library\": ", f);
-    json_str(f, dt_comm_mpi_library());
+    dt_metrics_json_string(f, dt_comm_mpi_library());
     fputs(",\n  \"version\": ", f);
-    json_str(f, dt_version());
+    dt_metrics_json_string(f, dt_version());
     fputs(",\n  \"git_commit\": ", f);
-    json_str(f, dt_git_commit());
+    dt_metrics_json_string(f, dt_git_commit());
     fputs("\n}\n", f);
 }
 
