@@ -361,18 +361,13 @@ dt_status cfg_apply_map(loader *L, const node *map, const node *pos, const char 
     for (int i = 0; map && sec && i < map->n; i++) {
         const entry *e = &map->ents[i];
         const field *f = cfg_field_of(tab, n, e->key);
-        if (!f->only_with || only_with_holds(f, sec, cfg)) continue;
+        if (!f->only_with) continue;
+        const bool with = only_with_holds(f, sec, cfg);
+        if (with && cfg_applies(f, sec, cfg)) continue;
         char sub[PATH_BUF];
         cfg_subpath(sub, sizeof sub, "%s.%s", path, e->key);
-        return not_applying_with(L, e, sub, f, sec, cfg);
-    }
-    for (int i = 0; map && sec && i < map->n; i++) {
-        const entry *e = &map->ents[i];
-        const field *f = cfg_field_of(tab, n, e->key);
-        if (!f->only_with || cfg_applies(f, sec, cfg)) continue;
-        char sub[PATH_BUF];
-        cfg_subpath(sub, sizeof sub, "%s.%s", path, e->key);
-        return not_applying(L, e, sub, f, sec, cfg);
+        return with ? not_applying(L, e, sub, f, sec, cfg)
+                    : not_applying_with(L, e, sub, f, sec, cfg);
     }
     /* defaults that are another key's value (maxpool's stride: its size) */
     for (size_t k = 0; k < n; k++)
