@@ -106,6 +106,12 @@ typedef void (*dt_grad_ready_fn)(void *ctx, size_t offset, size_t count);
 void dt_model_backward(dt_model *m, dt_grad_ready_fn ready, void *ctx);
 void dt_model_zero_grads(dt_model *m);
 
+/* Reproducible mode: leaf_samples > 0 switches it on, 0 off (default). */
+dt_status dt_model_set_leaf(dt_model *m, long leaf_samples, dt_error *err);
+/* Reproducible mode's start-up self-check: false means this build or
+ * machine would not train reproducibly; the trainer must stop. */
+bool dt_model_rows_invariant(dt_model *m);
+
 /* Logits of the last forward, n x outputs (for tests). */
 const float *dt_model_logits(const dt_model *m);
 
