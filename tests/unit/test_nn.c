@@ -1122,7 +1122,7 @@ static void check_tree_split(dt_model *m, long leaf, const char *what)
 START_TEST(test_leaf_tree_mlp)
 {
     for (int which = 0; which < 2; which++)
-        for (long leaf = 1; leaf <= 2; leaf++) {
+        for (long leaf = 1; leaf <= 4; leaf *= 2) {
             dt_model *m = leaf_model(which);
             check_tree_split(m, leaf, which ? "MLP 64" : "MLP 63");
             dt_model_free(m);
