@@ -183,6 +183,7 @@ static void dw_tree_portable(float *dw, const float *dzt, const float *x, long n
 
 #if NN_TREE_AVX2
 #define DW_MAX_LEVELS 40
+#define DW_SUPER 64 /* leaves per super-block (a power of two >= 4) */
 
 /* p = the products of sample k for NO outputs x 2 vectors of inputs */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
@@ -241,12 +242,26 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void
 dw_tile(float *dw, long ldw, const float *dzt, long n, const float *x, long in, long s,
         const __m256i mask[2], const int NO, const bool TAIL, const int BL)
 {
-    __m256 stack[DW_MAX_LEVELS][2][2];
+    __m256 stack[DW_MAX_LEVELS][2][2], vals[DW_SUPER / 4][2][2];
     __m256 r[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
                       {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    const long L = n / s, super = L < DW_SUPER ? L : DW_SUPER, blocks = super / BL;
     long count = 0;
-    for (long k0 = 0; k0 < n; k0 += BL * s) {
-        dw_block(r, dzt, n, x, in, k0, s, mask, NO, TAIL, BL);
+    for (long k0 = 0; k0 < n; k0 += super * s) {
+        /* a super-block of up to DW_SUPER leaves: its blocks' subtrees into
+         * vals, then pairwise level by level (loops of a fixed trip count,
+         * which the branch predictor learns; a counter per block of 4
+         * leaves mispredicted its carries and took 5x the products' time) */
+        for (long b = 0; b < blocks; b++)
+            dw_block(vals[b], dzt, n, x, in, k0 + b * BL * s, s, mask, NO, TAIL, BL);
+        for (long width = 1; width < blocks; width *= 2)
+            for (long a = 0; a + width < blocks; a += 2 * width)
+                for (int c = 0; c < NO; c++)
+                    for (int v = 0; v < 2; v++)
+                        vals[a][c][v] = _mm256_add_ps(vals[a][c][v], vals[a + width][c][v]);
+        for (int c = 0; c < NO; c++)
+            for (int v = 0; v < 2; v++) r[c][v] = vals[0][c][v];
+        /* and the super-blocks through the counter */
         int lvl = 0;
         while ((count >> lvl) & 1) {
             for (int c = 0; c < NO; c++)
@@ -268,6 +283,115 @@ dw_tile(float *dw, long ldw, const float *dzt, long n, const float *x, long in, 
                 _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), r[c][v]));
             }
         }
+}
+
+/* ---- the leaf-1 fast path: one output x 32 inputs per tile --------------
+ * Leaves of one sample are the common case (global batch 128 = 128 leaves).
+ * The general tile above keeps 2 x 2 vectors of each tree level live and
+ * spills; here a tile is one output row o and 4 vectors of inputs, a block
+ * of 4 samples ((p0 + p1) + (p2 + p3)) takes 11 registers, and x is read
+ * straight into the multiplies. Same nodes, same bits as the general path. */
+#define DW1_SUPER 64 /* leaves per super-block */
+
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256
+dw1_load(const float *p, __m256i m, const bool TAIL)
+{
+    return TAIL ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p);
+}
+
+/* out = the subtree of samples k..k+3 (d = dzt row o + k, x = x row k + i0) */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw1_block4(__m256 out[4], const float *d, const float *x, long in, const __m256i m[4],
+           const bool TAIL)
+{
+    const __m256 d0 = _mm256_broadcast_ss(d), d1 = _mm256_broadcast_ss(d + 1);
+    __m256 a[4];
+    for (int v = 0; v < 4; v++)
+        a[v] = _mm256_add_ps(_mm256_mul_ps(d0, dw1_load(x + 8 * v, m[v], TAIL)),
+                             _mm256_mul_ps(d1, dw1_load(x + in + 8 * v, m[v], TAIL)));
+    const __m256 d2 = _mm256_broadcast_ss(d + 2), d3 = _mm256_broadcast_ss(d + 3);
+    for (int v = 0; v < 4; v++) {
+        __m256 b = _mm256_add_ps(_mm256_mul_ps(d2, dw1_load(x + 2 * in + 8 * v, m[v], TAIL)),
+                                 _mm256_mul_ps(d3, dw1_load(x + 3 * in + 8 * v, m[v], TAIL)));
+        out[v] = _mm256_add_ps(a[v], b);
+    }
+}
+
+/* dw row o, inputs [i0, i0 + 32): n >= 4 samples, n a power of two */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw1_tile(float *dw, const float *d, const float *x, long n, long in, const __m256i m[4],
+         const bool TAIL)
+{
+    __m256 stack[DW_MAX_LEVELS][4], vals[DW1_SUPER / 4][4], r[4];
+    const long super = n < DW1_SUPER ? n : DW1_SUPER, blocks = super / 4;
+    long count = 0;
+    for (int v = 0; v < 4; v++) r[v] = _mm256_setzero_ps();
+    for (long k0 = 0; k0 < n; k0 += super) {
+        for (long b = 0; b < blocks; b++)
+            dw1_block4(vals[b], d + k0 + 4 * b, x + (k0 + 4 * b) * in, in, m, TAIL);
+        for (long width = 1; width < blocks; width *= 2)
+            for (long a = 0; a + width < blocks; a += 2 * width)
+                for (int v = 0; v < 4; v++)
+                    vals[a][v] = _mm256_add_ps(vals[a][v], vals[a + width][v]);
+        for (int v = 0; v < 4; v++) r[v] = vals[0][v];
+        int lvl = 0;
+        while ((count >> lvl) & 1) {
+            for (int v = 0; v < 4; v++) r[v] = _mm256_add_ps(stack[lvl][v], r[v]);
+            lvl++;
+        }
+        for (int v = 0; v < 4; v++) stack[lvl][v] = r[v];
+        count++;
+    }
+    for (int v = 0; v < 4; v++) {
+        float *p = dw + 8 * v;
+        if (TAIL)
+            _mm256_maskstore_ps(p, m[v], _mm256_add_ps(_mm256_maskload_ps(p, m[v]), r[v]));
+        else
+            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), r[v]));
+    }
+}
+
+/* Tiles [t0, t1) of the (32-input block, output) grid, input block major.
+ * Up to DW1_PACK samples, the block's 32 columns of x are first packed into
+ * a contiguous panel (zero-padded past `in`), which every output row of the
+ * block then reads: measured 1.55 -> see README, the strided rows of x were
+ * the bottleneck. */
+#define DW1_PACK 256
+__attribute__((target("avx2,fma"))) static void dw1_tiles(float *dw, const float *dzt,
+                                                          const float *x, long n, int in,
+                                                          int out, long t0, long t1)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __attribute__((aligned(32))) float panel[DW1_PACK * 32];
+    const __m256i all[4] = {_mm256_set1_epi32(-1), _mm256_set1_epi32(-1), _mm256_set1_epi32(-1),
+                            _mm256_set1_epi32(-1)};
+    int packed = -1;
+    for (long t = t0; t < t1; t++) {
+        const int i0 = (int)(t / out) * 32, o = (int)(t % out);
+        const int rem = in - i0;
+        __m256i m[4];
+        for (int v = 0; v < 4; v++)
+            m[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem - 8 * v), idx);
+        float *d = dw + (long)o * in + i0;
+        const float *dz = dzt + (long)o * n;
+        if (n <= DW1_PACK) {
+            if (packed != i0) {
+                for (long k = 0; k < n; k++)
+                    for (int v = 0; v < 4; v++)
+                        _mm256_store_ps(panel + k * 32 + 8 * v,
+                                        _mm256_maskload_ps(x + k * in + i0 + 8 * v, m[v]));
+                packed = i0;
+            }
+            if (rem >= 32)
+                dw1_tile(d, dz, panel, n, 32, all, false);
+            else
+                dw1_tile(d, dz, panel, n, 32, m, true);
+        } else if (rem >= 32) {
+            dw1_tile(d, dz, x + i0, n, in, m, false);
+        } else {
+            dw1_tile(d, dz, x + i0, n, in, m, true);
+        }
+    }
 }
 
 /* Tiles [t0, t1) of the (16-input block, output pair) grid, input block
@@ -318,6 +442,22 @@ void nn_dense_dw_tree(float *dw, const float *dzt, const float *x, long n, int i
 {
     if (!nn_whole_subtree(n, leaf)) DT_BUG("leaf mode: %ld samples are not whole leaves of %ld", n, leaf);
 #if NN_TREE_AVX2
+    if (use_avx2() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
+        const long tiles = (long)((in + 31) / 32) * out;
+        const int nt = team_size(tiles, (double)n * in * out);
+        if (nt <= 1) {
+            dw1_tiles(dw, dzt, x, n, in, out, 0, tiles);
+            return;
+        }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+        {
+            long me = omp_get_thread_num(), team = omp_get_num_threads();
+            dw1_tiles(dw, dzt, x, n, in, out, tiles * me / team, tiles * (me + 1) / team);
+        }
+#endif
+        return;
+    }
     if (use_avx2() && nn_tree_levels(n / leaf) <= DW_MAX_LEVELS) {
         const long tiles = (long)((in + 15) / 16) * ((out + 1) / 2);
         const int nt = team_size(tiles, (double)n * in * out);
