@@ -1,0 +1,134 @@
+/* leaf_cost - the compute cost of reproducible mode (issue 13): one update's
+ * forward + backward (zero grads, forward with loss, backward) of the MLP
+ * (configs/fashion_mnist_mlp.yaml) and LeNet (configs/fashion_mnist_lenet.yaml)
+ * in the default mode and in leaf mode, side by side in one run.
+ *
+ *   leaf_cost [-b B] [-t THREADS] [-r ROUNDS] [-s LEAF] [-m mlp|lenet]
+ *
+ * B samples per update (128: P = 1 at global batch 128; 64: P = 2), the
+ * OpenBLAS (and leaf kernels') thread count, leaf size (default 1). Rounds
+ * alternate default / leaf, so load on the machine hits both alike; the
+ * medians of CPU time (see now()) and their ratio are printed with the
+ * CPU's OpenBLAS kernel. Inputs are random in [0, 1), like
+ * normalised pixels. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dtrain/nn.h"
+#include "dtrain/runtime.h"
+
+/* CPU time of the process (all its threads): on a shared, loaded machine
+ * wall time mostly measures the waits for a core, and a longer kernel is
+ * more often preempted, which biases a ratio of wall times. With one
+ * thread this is the update's time; with T threads, T times it at best. */
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static const dt_layer_spec mlp[] = {
+    {.kind = DT_LAYER_DENSE, .units = 256}, {.kind = DT_LAYER_RELU},
+    {.kind = DT_LAYER_DENSE, .units = 256}, {.kind = DT_LAYER_RELU},
+    {.kind = DT_LAYER_DENSE, .units = 10},
+};
+static const dt_layer_spec lenet[] = {
+    {.kind = DT_LAYER_CONV, .out_channels = 6, .kernel = 5, .stride = 1, .pad = 2},
+    {.kind = DT_LAYER_RELU},
+    {.kind = DT_LAYER_MAXPOOL, .size = 2, .stride = 2},
+    {.kind = DT_LAYER_CONV, .out_channels = 16, .kernel = 5, .stride = 1},
+    {.kind = DT_LAYER_RELU},
+    {.kind = DT_LAYER_MAXPOOL, .size = 2, .stride = 2},
+    {.kind = DT_LAYER_DENSE, .units = 120}, {.kind = DT_LAYER_RELU},
+    {.kind = DT_LAYER_DENSE, .units = 84},  {.kind = DT_LAYER_RELU},
+    {.kind = DT_LAYER_DENSE, .units = 10},
+};
+
+static double update(dt_model *m, const float *x, const int *y, long B)
+{
+    double t0 = now(), loss = 0;
+    dt_model_zero_grads(m);
+    dt_model_forward(m, x, y, B, &loss, NULL);
+    dt_model_backward(m, NULL, NULL);
+    return now() - t0;
+}
+
+static void run(const char *name, const dt_layer_spec *spec, int n, long B, long leaf,
+                int rounds)
+{
+    const int input[3] = {1, 28, 28};
+    dt_model *m[2];
+    dt_error err = {0};
+    for (int k = 0; k < 2; k++) {
+        if (dt_model_create(spec, n, input, B, NULL, &m[k], &err) != DT_OK) {
+            fprintf(stderr, "leaf_cost: %s\n", err.msg);
+            exit(1);
+        }
+        dt_model_init_params(m[k], DT_INIT_HE, 1);
+    }
+    if (dt_model_set_leaf(m[1], leaf, &err) != DT_OK) {
+        fprintf(stderr, "leaf_cost: %s\n", err.msg);
+        exit(1);
+    }
+    bool invariant = dt_model_rows_invariant(m[1]);
+    float *x = malloc(sizeof(float) * 784 * (size_t)B);
+    int *y = malloc(sizeof(int) * (size_t)B);
+    for (long i = 0; i < 784 * B; i++) x[i] = (float)rand() / ((float)RAND_MAX + 1.0f);
+    for (long i = 0; i < B; i++) y[i] = (int)(i % 10);
+    double *t[2] = {malloc(sizeof(double) * (size_t)rounds), malloc(sizeof(double) * (size_t)rounds)};
+    for (int k = 0; k < 2; k++) update(m[k], x, y, B); /* warm */
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < 2; k++) t[k][r] = update(m[k], x, y, B);
+    for (int k = 0; k < 2; k++) qsort(t[k], (size_t)rounds, sizeof(double), cmp_double);
+    double d = t[0][rounds / 2], l = t[1][rounds / 2];
+    printf("%-5s B=%-3ld leaf %ld: default %.3f ms, leaf %.3f ms CPU, ratio %.2f  (self-check %s)\n",
+           name, B, leaf, 1e3 * d, 1e3 * l, l / d, invariant ? "passes" : "FAILS");
+    free(t[0]);
+    free(t[1]);
+    free(x);
+    free(y);
+    dt_model_free(m[0]);
+    dt_model_free(m[1]);
+}
+
+int main(int argc, char **argv)
+{
+    dt_runtime_fix_blas_kernel(argv);
+    long B = 128, leaf = 1;
+    int threads = 1, rounds = 41, opt;
+    const char *only = NULL;
+    while ((opt = getopt(argc, argv, "b:t:r:s:m:")) != -1) {
+        if (opt == 'b') B = atol(optarg);
+        else if (opt == 't') threads = atoi(optarg);
+        else if (opt == 'r') rounds = atoi(optarg);
+        else if (opt == 's') leaf = atol(optarg);
+        else if (opt == 'm') only = optarg;
+        else {
+            fprintf(stderr,
+                    "usage: leaf_cost [-b B] [-t THREADS] [-r ROUNDS] [-s LEAF] [-m mlp|lenet]\n");
+            return 2;
+        }
+    }
+    if (B < 1 || threads < 1 || rounds < 1 || leaf < 1) {
+        fprintf(stderr, "leaf_cost: -b, -t, -r and -s take positive numbers\n");
+        return 2;
+    }
+    dt_runtime_set_threads(threads);
+    printf("OpenBLAS core %s, %d thread(s)\n", dt_runtime_blas_core(), threads);
+    if (!only || strcmp(only, "mlp") == 0)
+        run("MLP", mlp, (int)(sizeof mlp / sizeof mlp[0]), B, leaf, rounds);
+    if (!only || strcmp(only, "lenet") == 0)
+        run("LeNet", lenet, (int)(sizeof lenet / sizeof lenet[0]), B, leaf, rounds);
+    return 0;
+}
