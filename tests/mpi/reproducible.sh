@@ -3,11 +3,12 @@
 # (a 1024-sample training set, 1300 test samples: 8 updates per epoch of
 # global batch 128, so 128 leaves of 1 sample; 6 evaluation chunks).
 #
-#   same CONFIG "SPEC..." [--set ...]  every SPEC (NP or NP:UPDATE, e.g.
-#       "1 2 4:sharded") trains 12 updates; the logged train losses, every
-#       eval line and param_checksum must be the same text on all of them.
-#       BLAS threads are left to dtrain (2 cores: 2 threads on 1 rank, 1 on
-#       2 or 4), so the thread count differs too.
+#   same CONFIG "SPEC..." [--set ...]  every SPEC (NP, NP:UPDATE or
+#       NP:UPDATE:THREADS, e.g. "1:replicated:2 2 4:sharded") trains 12
+#       updates; the logged train losses, every eval line and param_checksum
+#       must be the same text on all of them. THREADS sets runtime.threads
+#       (default: dtrain's choice), so that 1 rank with 2 BLAS threads is
+#       checked against 2 ranks with 1 each.
 #   resume CONFIG  stopped at update 10 on 4 ranks (replicated), resumed on
 #       2 ranks (sharded) to 24: the uninterrupted 1-rank run's
 #       param_checksum and losses.
@@ -50,10 +51,10 @@ same)
     shift 2
     first=
     for spec in "${specs[@]}"; do
-        np=${spec%%:*} update=replicated
-        [ "$spec" = "$np" ] || update=${spec#*:}
-        name=np$np-$update
-        ok_run "$name" "$np" "${base[@]}" --set comm.update="$update" "$@" "$cfg"
+        IFS=: read -r np update threads <<< "$spec"
+        update=${update:-replicated} threads=${threads:-0}
+        name=np$np-$update-t$threads
+        ok_run "$name" "$np" "${base[@]}" --set comm.update="$update" --set runtime.threads="$threads" "$@" "$cfg"
         grep -q "gradient exchange: $update update, reproducible" "$WORK/$name.log" \
             || { grep "exchange" "$WORK/$name.log"; die "$name: the start-up line does not say '$update update, reproducible'"; }
         logged "$name" > "$WORK/$name.logged"
