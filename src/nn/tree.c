@@ -288,9 +288,10 @@ dw_tile(float *dw, long ldw, const float *dzt, long n, const float *x, long in, 
 /* ---- the leaf-1 fast path: one output x 32 inputs per tile --------------
  * Leaves of one sample are the common case (global batch 128 = 128 leaves).
  * The general tile above keeps 2 x 2 vectors of each tree level live and
- * spills; here a tile is one output row o and 4 vectors of inputs, a block
- * of 4 samples ((p0 + p1) + (p2 + p3)) takes 11 registers, and x is read
- * straight into the multiplies. Same nodes, same bits as the general path. */
+ * spills (2.3 ms where sgemm takes 0.5); here a tile is one output row o and
+ * 4 vectors of inputs, a block of 4 samples ((p0 + p1) + (p2 + p3)) takes
+ * 11 registers, and x is read straight into the multiplies. Same nodes,
+ * same bits as the general path (the tests compare with the portable one). */
 #define DW1_SUPER 64 /* leaves per super-block */
 
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256
@@ -317,18 +318,39 @@ dw1_block4(__m256 out[4], const float *d, const float *x, long in, const __m256i
     }
 }
 
-/* dw row o, inputs [i0, i0 + 32): n >= 4 samples, n a power of two */
+/* out = the subtree of BS = 4, 8 or 16 samples from k (pointers offset) */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw1_block(__m256 out[4], const float *d, const float *x, long in, const __m256i m[4],
+          const bool TAIL, const int BS)
+{
+    dw1_block4(out, d, x, in, m, TAIL);
+    if (BS == 4) return;
+    __m256 h[4];
+    dw1_block4(h, d + 4, x + 4 * in, in, m, TAIL);
+    for (int v = 0; v < 4; v++) out[v] = _mm256_add_ps(out[v], h[v]);
+    if (BS == 8) return;
+    __m256 g[4];
+    dw1_block4(g, d + 8, x + 8 * in, in, m, TAIL);
+    dw1_block4(h, d + 12, x + 12 * in, in, m, TAIL);
+    for (int v = 0; v < 4; v++) out[v] = _mm256_add_ps(out[v], _mm256_add_ps(g[v], h[v]));
+}
+
+/* dw row o, inputs [i0, i0 + 32): n >= BS samples, n a power of two; blocks
+ * of BS = 4 or 8 samples in registers */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 dw1_tile(float *dw, const float *d, const float *x, long n, long in, const __m256i m[4],
-         const bool TAIL)
+         const bool TAIL, const int BS)
 {
     __m256 stack[DW_MAX_LEVELS][4], vals[DW1_SUPER / 4][4], r[4];
-    const long super = n < DW1_SUPER ? n : DW1_SUPER, blocks = super / 4;
+    const long super = n < DW1_SUPER ? n : DW1_SUPER, blocks = super / BS;
     long count = 0;
     for (int v = 0; v < 4; v++) r[v] = _mm256_setzero_ps();
     for (long k0 = 0; k0 < n; k0 += super) {
-        for (long b = 0; b < blocks; b++)
-            dw1_block4(vals[b], d + k0 + 4 * b, x + (k0 + 4 * b) * in, in, m, TAIL);
+        /* (the first block outside the loop: blocks >= 1, which the
+         * compiler cannot see) */
+        dw1_block(vals[0], d + k0, x + k0 * in, in, m, TAIL, BS);
+        for (long b = 1; b < blocks; b++)
+            dw1_block(vals[b], d + k0 + BS * b, x + (k0 + BS * b) * in, in, m, TAIL, BS);
         for (long width = 1; width < blocks; width *= 2)
             for (long a = 0; a + width < blocks; a += 2 * width)
                 for (int v = 0; v < 4; v++)
@@ -354,8 +376,9 @@ dw1_tile(float *dw, const float *d, const float *x, long n, long in, const __m25
 /* Tiles [t0, t1) of the (32-input block, output) grid, input block major.
  * Up to DW1_PACK samples, the block's 32 columns of x are first packed into
  * a contiguous panel (zero-padded past `in`), which every output row of the
- * block then reads: measured 1.55 -> see README, the strided rows of x were
- * the bottleneck. */
+ * block then reads. Measured on MLP layer 1 (784x256, n 128, 1 thread, CPU
+ * time): strided x 1.55 ms, packed 1.22; blocks of 8 in registers 1.05, of
+ * 16 0.93 (vals traffic); sgemm's dW 0.49. */
 #define DW1_PACK 256
 __attribute__((target("avx2,fma"))) static void dw1_tiles(float *dw, const float *dzt,
                                                           const float *x, long n, int in,
@@ -382,14 +405,18 @@ __attribute__((target("avx2,fma"))) static void dw1_tiles(float *dw, const float
                                         _mm256_maskload_ps(x + k * in + i0 + 8 * v, m[v]));
                 packed = i0;
             }
-            if (rem >= 32)
-                dw1_tile(d, dz, panel, n, 32, all, false);
+            if (rem >= 32 && n >= 16)
+                dw1_tile(d, dz, panel, n, 32, all, false, 16);
+            else if (n >= 16)
+                dw1_tile(d, dz, panel, n, 32, m, true, 16);
+            else if (n >= 8)
+                dw1_tile(d, dz, panel, n, 32, m, true, 8);
             else
-                dw1_tile(d, dz, panel, n, 32, m, true);
+                dw1_tile(d, dz, panel, n, 32, m, true, 4);
         } else if (rem >= 32) {
-            dw1_tile(d, dz, x + i0, n, in, m, false);
+            dw1_tile(d, dz, x + i0, n, in, m, false, 16);
         } else {
-            dw1_tile(d, dz, x + i0, n, in, m, true);
+            dw1_tile(d, dz, x + i0, n, in, m, true, 16);
         }
     }
 }
