@@ -1082,6 +1082,24 @@ static void leaf_pass(dt_model *m, const float *x, const int *y, long first, lon
     memcpy(g, dt_model_grads(m), sizeof(float) * dt_model_param_count(m));
 }
 
+/* T(a, b) of the contract over per-leaf vectors g[leaf][np], in place into
+ * g[a]: T(a, mid) + T(mid, b), mid = (a + b) / 2 (the test's own tree) */
+static void tree_combine(float *g, size_t np, long a, long b)
+{
+    if (b - a < 2) return;
+    long mid = (a + b) / 2;
+    tree_combine(g, np, a, mid);
+    tree_combine(g, np, mid, b);
+    for (size_t k = 0; k < np; k++) g[(size_t)a * np + k] += g[(size_t)mid * np + k];
+}
+
+static double tree_combine_double(double *v, long a, long b)
+{
+    if (b - a == 1) return v[a];
+    long mid = (a + b) / 2;
+    return tree_combine_double(v, a, mid) + tree_combine_double(v, mid, b);
+}
+
 /* The gradient and loss of all 128 rows vs the tree-combination of parts
  * computed alone: halves (g0 + g1) and quarters ((q0 + q1) + (q2 + q3)). */
 static void check_tree_split(dt_model *m, long leaf, const char *what)
@@ -1107,6 +1125,19 @@ static void check_tree_split(dt_model *m, long leaf, const char *what)
     double l4 = (lp[0] + lp[1]) + (lp[2] + lp[3]);
     ck_assert_msg(memcmp(part, full, sizeof(float) * np) == 0, "%s leaf %ld: quarters differ", what, leaf);
     ck_assert_msg(memcmp(&l4, &lf, sizeof l4) == 0, "%s leaf %ld: loss of quarters", what, leaf);
+    /* every leaf alone (what 128 / leaf ranks compute), combined by the
+     * test's own recursive tree: the whole contract, including the order
+     * inside the kernels' register blocks */
+    long leaves = LEAF_N / leaf;
+    float *each = malloc(sizeof(float) * np * (size_t)leaves);
+    double lleaf[LEAF_N];
+    for (long j = 0; j < leaves; j++) leaf_pass(m, x, y, j * leaf, leaf, each + j * np, &lleaf[j]);
+    tree_combine(each, np, 0, leaves);
+    double lt = tree_combine_double(lleaf, 0, leaves);
+    ck_assert_msg(memcmp(each, full, sizeof(float) * np) == 0, "%s leaf %ld: leaves alone differ",
+                  what, leaf);
+    ck_assert_msg(memcmp(&lt, &lf, sizeof lt) == 0, "%s leaf %ld: loss of leaves", what, leaf);
+    free(each);
     /* one and two BLAS threads */
     int threads = openblas_get_num_threads();
     openblas_set_num_threads(threads == 1 ? 2 : 1);
