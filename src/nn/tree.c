@@ -46,8 +46,8 @@
 
 #include "layers.h"
 
-static bool force_portable;
-void nn_leaf_force_portable(bool on) { force_portable = on; }
+static int isa_limit = NN_ISA_AVX512;
+void nn_leaf_limit_isa(int max_isa) { isa_limit = max_isa; }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -59,7 +59,16 @@ static bool use_avx2(void)
         __builtin_cpu_init();
         known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
-    return known && !force_portable;
+    return known && isa_limit >= NN_ISA_AVX2;
+}
+static bool use_avx512(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") && use_avx2();
+    }
+    return known && isa_limit >= NN_ISA_AVX512;
 }
 #else
 #define NN_TREE_AVX2 0
@@ -421,6 +430,141 @@ __attribute__((target("avx2,fma"))) static void dw1_tiles(float *dw, const float
     }
 }
 
+/* ---- the leaf-1 fast path in AVX-512 ----------------------------------------
+ * The same tiles (one output x 32 inputs, the same packed panel) as 2
+ * vectors of 16, and blocks of up to 32 samples in registers: half the
+ * instructions of the AVX2 path, for CPUs whose OpenBLAS kernel is AVX-512
+ * too (SkylakeX/Cooperlake: the default mode's dW there is twice as fast as
+ * Haswell's). The nodes, and so the bits, are the AVX2 path's. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512
+z_load(const float *p, __mmask16 m, const bool TAIL)
+{
+    return TAIL ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+z_block4(__m512 out[2], const float *d, const float *x, long in, const __mmask16 m[2],
+         const bool TAIL)
+{
+    const __m512 d0 = _mm512_set1_ps(d[0]), d1 = _mm512_set1_ps(d[1]);
+    const __m512 d2 = _mm512_set1_ps(d[2]), d3 = _mm512_set1_ps(d[3]);
+    for (int v = 0; v < 2; v++) {
+        __m512 a = _mm512_add_ps(_mm512_mul_ps(d0, z_load(x + 16 * v, m[v], TAIL)),
+                                 _mm512_mul_ps(d1, z_load(x + in + 16 * v, m[v], TAIL)));
+        __m512 b = _mm512_add_ps(_mm512_mul_ps(d2, z_load(x + 2 * in + 16 * v, m[v], TAIL)),
+                                 _mm512_mul_ps(d3, z_load(x + 3 * in + 16 * v, m[v], TAIL)));
+        out[v] = _mm512_add_ps(a, b);
+    }
+}
+
+/* out = the subtree of 8, 16, 32 samples: its two halves' subtrees added */
+#define Z_HALVES(name, half)                                                                     \
+    __attribute__((target("avx512f"), always_inline)) static inline void name(                   \
+        __m512 out[2], const float *d, const float *x, long in, const __mmask16 m[2],            \
+        const bool TAIL)                                                                         \
+    {                                                                                            \
+        __m512 h[2];                                                                             \
+        half(out, d, x, in, m, TAIL);                                                            \
+        half(h, d + BS_OF_##half, x + BS_OF_##half * in, in, m, TAIL);                           \
+        for (int v = 0; v < 2; v++) out[v] = _mm512_add_ps(out[v], h[v]);                        \
+    }
+#define BS_OF_z_block4 4
+#define BS_OF_z_block8 8
+#define BS_OF_z_block16 16
+Z_HALVES(z_block8, z_block4)
+Z_HALVES(z_block16, z_block8)
+Z_HALVES(z_block32, z_block16)
+#undef Z_HALVES
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+z_block(__m512 out[2], const float *d, const float *x, long in, const __mmask16 m[2],
+        const bool TAIL, const int BS)
+{
+    if (BS == 4)
+        z_block4(out, d, x, in, m, TAIL);
+    else if (BS == 8)
+        z_block8(out, d, x, in, m, TAIL);
+    else if (BS == 16)
+        z_block16(out, d, x, in, m, TAIL);
+    else
+        z_block32(out, d, x, in, m, TAIL);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+z_tile(float *dw, const float *d, const float *x, long n, long in, const __mmask16 m[2],
+       const bool TAIL, const int BS)
+{
+    __m512 stack[DW_MAX_LEVELS][2], vals[DW1_SUPER / 4][2], r[2];
+    const long super = n < DW1_SUPER ? n : DW1_SUPER, blocks = super / BS;
+    long count = 0;
+    for (int v = 0; v < 2; v++) r[v] = _mm512_setzero_ps();
+    for (long k0 = 0; k0 < n; k0 += super) {
+        z_block(vals[0], d + k0, x + k0 * in, in, m, TAIL, BS);
+        for (long b = 1; b < blocks; b++)
+            z_block(vals[b], d + k0 + BS * b, x + (k0 + BS * b) * in, in, m, TAIL, BS);
+        for (long width = 1; width < blocks; width *= 2)
+            for (long a = 0; a + width < blocks; a += 2 * width)
+                for (int v = 0; v < 2; v++)
+                    vals[a][v] = _mm512_add_ps(vals[a][v], vals[a + width][v]);
+        for (int v = 0; v < 2; v++) r[v] = vals[0][v];
+        int lvl = 0;
+        while ((count >> lvl) & 1) {
+            for (int v = 0; v < 2; v++) r[v] = _mm512_add_ps(stack[lvl][v], r[v]);
+            lvl++;
+        }
+        for (int v = 0; v < 2; v++) stack[lvl][v] = r[v];
+        count++;
+    }
+    for (int v = 0; v < 2; v++) {
+        float *p = dw + 16 * v;
+        if (TAIL)
+            _mm512_mask_storeu_ps(p, m[v], _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], p), r[v]));
+        else
+            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), r[v]));
+    }
+}
+
+static __mmask16 z_lanes_below(int k)
+{
+    return k >= 16 ? (__mmask16)0xffff : k <= 0 ? (__mmask16)0 : (__mmask16)((1u << k) - 1);
+}
+
+__attribute__((target("avx512f"))) static void z_tiles(float *dw, const float *dzt,
+                                                       const float *x, long n, int in, int out,
+                                                       long t0, long t1)
+{
+    __attribute__((aligned(64))) float panel[DW1_PACK * 32];
+    const __mmask16 all[2] = {0xffff, 0xffff};
+    int packed = -1;
+    for (long t = t0; t < t1; t++) {
+        const int i0 = (int)(t / out) * 32, o = (int)(t % out);
+        const int rem = in - i0;
+        const __mmask16 m[2] = {z_lanes_below(rem), z_lanes_below(rem - 16)};
+        float *d = dw + (long)o * in + i0;
+        const float *dz = dzt + (long)o * n;
+        if (n <= DW1_PACK) {
+            if (packed != i0) {
+                for (long k = 0; k < n; k++)
+                    for (int v = 0; v < 2; v++)
+                        _mm512_store_ps(panel + k * 32 + 16 * v,
+                                        _mm512_maskz_loadu_ps(m[v], x + k * in + i0 + 16 * v));
+                packed = i0;
+            }
+            const __mmask16 *mm = rem >= 32 ? all : m;
+            if (n >= 32)
+                z_tile(d, dz, panel, n, 32, mm, rem < 32, 32);
+            else if (n >= 16)
+                z_tile(d, dz, panel, n, 32, mm, true, 16);
+            else if (n >= 8)
+                z_tile(d, dz, panel, n, 32, mm, true, 8);
+            else
+                z_tile(d, dz, panel, n, 32, mm, true, 4);
+        } else {
+            z_tile(d, dz, x + i0, n, in, m, true, 32);
+        }
+    }
+}
+
 /* Tiles [t0, t1) of the (16-input block, output pair) grid, input block
  * major so that neighbouring tiles share their x panel. */
 __attribute__((target("avx2,fma"))) static void dw_tree_tiles(float *dw, const float *dzt,
@@ -469,6 +613,22 @@ void nn_dense_dw_tree(float *dw, const float *dzt, const float *x, long n, int i
 {
     if (!nn_whole_subtree(n, leaf)) DT_BUG("leaf mode: %ld samples are not whole leaves of %ld", n, leaf);
 #if NN_TREE_AVX2
+    if (use_avx512() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
+        const long tiles = (long)((in + 31) / 32) * out;
+        const int nt = team_size(tiles, (double)n * in * out);
+        if (nt <= 1) {
+            z_tiles(dw, dzt, x, n, in, out, 0, tiles);
+            return;
+        }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+        {
+            long me = omp_get_thread_num(), team = omp_get_num_threads();
+            z_tiles(dw, dzt, x, n, in, out, tiles * me / team, tiles * (me + 1) / team);
+        }
+#endif
+        return;
+    }
     if (use_avx2() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
         const long tiles = (long)((in + 31) / 32) * out;
         const int nt = team_size(tiles, (double)n * in * out);
@@ -585,11 +745,91 @@ __attribute__((target("avx2,fma"))) static void rows_gemm_tiles(float *C, long l
 }
 #endif
 
+#if NN_TREE_AVX2
+/* The same in AVX-512: rows r0..r0+MR (8 or 1), columns c0..c0+16*NV. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+z_rows_block(float *C, long ldc, const float *A, long rs_a, long cs_a, const float *B, long ldb,
+             long K, const __mmask16 m[3], const int MR, const int NV, const bool TAIL)
+{
+    __m512 acc[8][3];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    for (long k = 0; k < K; k++) {
+        __m512 b[3];
+        const float *bk = B + k * ldb;
+        for (int v = 0; v < NV; v++)
+            b[v] = TAIL ? _mm512_maskz_loadu_ps(m[v], bk + 16 * v) : _mm512_loadu_ps(bk + 16 * v);
+        for (int r = 0; r < MR; r++) {
+            __m512 a = _mm512_set1_ps(A[r * rs_a + k * cs_a]);
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) {
+            if (TAIL)
+                _mm512_mask_storeu_ps(C + r * ldc + 16 * v, m[v], acc[r][v]);
+            else
+                _mm512_storeu_ps(C + r * ldc + 16 * v, acc[r][v]);
+        }
+}
+
+/* Tiles [t0, t1) of the (48-column block, 8-row block) grid. */
+__attribute__((target("avx512f"))) static void z_rows_tiles(float *C, long ldc, const float *A,
+                                                            long rs_a, long cs_a, const float *B,
+                                                            long ldb, long M, long N, long K,
+                                                            long t0, long t1)
+{
+    const long row_blocks = (M + 7) / 8;
+    for (long t = t0; t < t1; t++) {
+        const long c0 = t / row_blocks * 48, rb = t % row_blocks;
+        const long rem = N - c0;
+        const __mmask16 m[3] = {z_lanes_below((int)DT_MIN(rem, 16)),
+                                z_lanes_below((int)DT_MIN(rem - 16, 16)),
+                                z_lanes_below((int)DT_MIN(rem - 32, 16))};
+        const int NV = rem >= 48 ? 3 : (int)((rem + 15) / 16);
+        const bool tail = rem < 48;
+        for (long r0 = rb * 8; r0 < DT_MIN(rb * 8 + 8, M);) {
+            const int MR = M - r0 >= 8 ? 8 : 1;
+            float *c = C + r0 * ldc + c0;
+            const float *a = A + r0 * rs_a, *b = B + c0;
+#define ZB(mr, nv, t) z_rows_block(c, ldc, a, rs_a, cs_a, b, ldb, K, m, mr, nv, t)
+            if (!tail)
+                MR == 8 ? ZB(8, 3, false) : ZB(1, 3, false);
+            else if (NV == 3)
+                MR == 8 ? ZB(8, 3, true) : ZB(1, 3, true);
+            else if (NV == 2)
+                MR == 8 ? ZB(8, 2, true) : ZB(1, 2, true);
+            else
+                MR == 8 ? ZB(8, 1, true) : ZB(1, 1, true);
+#undef ZB
+            r0 += MR;
+        }
+    }
+}
+#endif
+
 void nn_rows_gemm(float *C, long ldc, const float *A, long rs_a, long cs_a, const float *B,
                   long ldb, long M, long N, long K)
 {
     if (M <= 0 || N <= 0) return;
 #if NN_TREE_AVX2
+    if (use_avx512()) {
+        const long tiles = (N + 47) / 48 * ((M + 7) / 8);
+        const int nt = team_size(tiles, (double)M * N * K);
+        if (nt <= 1) {
+            z_rows_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
+            return;
+        }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+        {
+            long me = omp_get_thread_num(), team = omp_get_num_threads();
+            z_rows_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, tiles * me / team,
+                         tiles * (me + 1) / team);
+        }
+#endif
+        return;
+    }
     if (use_avx2()) {
         const long tiles = (N + 23) / 24 * ((M + 3) / 4);
         const int nt = team_size(tiles, (double)M * N * K);
