@@ -52,24 +52,21 @@ void nn_leaf_limit_isa(int max_isa) { isa_limit = max_isa; }
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define NN_TREE_AVX2 1
-static bool use_avx2(void)
+/* the best the CPU has, found once (the limit is applied on each call) */
+static int cpu_isa(void)
 {
     static int known = -1;
     if (known < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        known = avx2 && __builtin_cpu_supports("avx512f") ? NN_ISA_AVX512
+                : avx2                                    ? NN_ISA_AVX2
+                                                          : NN_ISA_PORTABLE;
     }
-    return known && isa_limit >= NN_ISA_AVX2;
+    return known;
 }
-static bool use_avx512(void)
-{
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") && use_avx2();
-    }
-    return known && isa_limit >= NN_ISA_AVX512;
-}
+static bool use_avx2(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX2; }
+static bool use_avx512(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX512; }
 #else
 #define NN_TREE_AVX2 0
 #endif
