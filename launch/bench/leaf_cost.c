@@ -3,7 +3,11 @@
  * (configs/fashion_mnist_mlp.yaml) and LeNet (configs/fashion_mnist_lenet.yaml)
  * in the default mode and in leaf mode, side by side in one run.
  *
- *   leaf_cost [-b B] [-t THREADS] [-r ROUNDS] [-s LEAF] [-m mlp|lenet]
+ *   leaf_cost [-b B] [-t THREADS] [-r ROUNDS] [-s LEAF] [-m mlp|lenet] [-o default|leaf]
+ *
+ * -o times one mode only (the other's figures are then 0): with several
+ * threads, alternating modes leaves OpenBLAS's and OpenMP's idle threads
+ * spinning against each other, which a training run (one mode) never sees.
  *
  * B samples per update (128: P = 1 at global batch 128; 64: P = 2), the
  * OpenBLAS (and leaf kernels') thread count, leaf size (default 1). Rounds
@@ -74,6 +78,8 @@ static double update(dt_model *m, const float *x, const int *y, long B, double *
     return now() - t0;
 }
 
+static int only_mode = -1; /* -o: 0 default, 1 leaf */
+
 static void run(const char *name, const dt_layer_spec *spec, int n, long B, long leaf,
                 int rounds)
 {
@@ -101,7 +107,10 @@ static void run(const char *name, const dt_layer_spec *spec, int n, long B, long
     double w;
     for (int k = 0; k < 2; k++) update(m[k], x, y, B, &w); /* warm */
     for (int r = 0; r < rounds; r++)
-        for (int k = 0; k < 2; k++) t[k][r] = update(m[k], x, y, B, &t[2 + k][r]);
+        for (int k = 0; k < 2; k++) {
+            t[k][r] = t[2 + k][r] = 0;
+            if (only_mode < 0 || only_mode == k) t[k][r] = update(m[k], x, y, B, &t[2 + k][r]);
+        }
     for (int k = 0; k < 4; k++) qsort(t[k], (size_t)rounds, sizeof(double), cmp_double);
     double d = t[0][rounds / 2], l = t[1][rounds / 2];
     double dw = t[2][rounds / 4], lw = t[3][rounds / 4]; /* wall: lower quartile */
@@ -122,15 +131,17 @@ int main(int argc, char **argv)
     long B = 128, leaf = 1;
     int threads = 1, rounds = 41, opt;
     const char *only = NULL;
-    while ((opt = getopt(argc, argv, "b:t:r:s:m:")) != -1) {
+    while ((opt = getopt(argc, argv, "b:t:r:s:m:o:")) != -1) {
         if (opt == 'b') B = atol(optarg);
         else if (opt == 't') threads = atoi(optarg);
         else if (opt == 'r') rounds = atoi(optarg);
         else if (opt == 's') leaf = atol(optarg);
         else if (opt == 'm') only = optarg;
+        else if (opt == 'o') only_mode = strcmp(optarg, "leaf") == 0 ? 1 : 0;
         else {
             fprintf(stderr,
-                    "usage: leaf_cost [-b B] [-t THREADS] [-r ROUNDS] [-s LEAF] [-m mlp|lenet]\n");
+                    "usage: leaf_cost [-b B] [-t THREADS] [-r ROUNDS] [-s LEAF] [-m mlp|lenet] "
+                    "[-o default|leaf]\n");
             return 2;
         }
     }

@@ -30,19 +30,18 @@
  *     it: see the README), so leaf mode does its dense forward, dense dx and
  *     the conv dx/im2col GEMMs here.
  *
- * The AVX2 kernels split their output tiles over the process's BLAS thread
- * count with OpenMP (each element is still formed whole by one thread, so
- * the thread count changes no bit).
+ * The kernels run on the calling thread. (Tried: OpenMP over the output
+ * tiles, which changes no bit since every element is formed whole by one
+ * thread; 2 threads took the MLP's update from 1.4 to 0.9 ms on an idle
+ * core, but libgomp's idle threads spin between regions, and on the shared
+ * 2-core machine LeNet's update went from 6 to 16-37 ms. One thread already
+ * meets the cost target against 2-thread OpenBLAS: launch/bench/leaf_cost.)
  * Both kernels have an AVX2+FMA path (chosen once at run time, as conv.c
  * does) and a portable C path computing exactly the same bits (fmaf for the
  * chain, separate mul/add for the tree; this file is compiled with
  * -ffp-contract=off so the compiler fuses nothing); the tests compare the two. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "layers.h"
 
@@ -70,25 +69,6 @@ static bool use_avx512(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX
 #else
 #define NN_TREE_AVX2 0
 #endif
-
-/* Threads for a kernel call: the process's BLAS thread count (what the
- * runtime gave this rank), fewer when the call is too small to pay for a
- * team (below ~1 MFLOP a wake-up costs more than it saves), never more than
- * tiles. Which thread computes a tile never changes its bits: every output
- * element is formed whole by one thread with the same instructions. */
-static inline int team_size(long tiles, double macs)
-{
-#ifdef _OPENMP
-    int nt = openblas_get_num_threads();
-    if (macs < 5e5) nt = 1;
-    if (nt > tiles) nt = (int)tiles;
-    return nt < 1 ? 1 : nt;
-#else
-    (void)tiles;
-    (void)macs;
-    return 1;
-#endif
-}
 
 int nn_tree_levels(long leaves)
 {
@@ -612,51 +592,17 @@ void nn_dense_dw_tree(float *dw, const float *dzt, const float *x, long n, int i
 #if NN_TREE_AVX2
     if (use_avx512() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
         const long tiles = (long)((in + 31) / 32) * out;
-        const int nt = team_size(tiles, (double)n * in * out);
-        if (nt <= 1) {
-            z_tiles(dw, dzt, x, n, in, out, 0, tiles);
-            return;
-        }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            long me = omp_get_thread_num(), team = omp_get_num_threads();
-            z_tiles(dw, dzt, x, n, in, out, tiles * me / team, tiles * (me + 1) / team);
-        }
-#endif
+        z_tiles(dw, dzt, x, n, in, out, 0, tiles);
         return;
     }
     if (use_avx2() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
         const long tiles = (long)((in + 31) / 32) * out;
-        const int nt = team_size(tiles, (double)n * in * out);
-        if (nt <= 1) {
-            dw1_tiles(dw, dzt, x, n, in, out, 0, tiles);
-            return;
-        }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            long me = omp_get_thread_num(), team = omp_get_num_threads();
-            dw1_tiles(dw, dzt, x, n, in, out, tiles * me / team, tiles * (me + 1) / team);
-        }
-#endif
+        dw1_tiles(dw, dzt, x, n, in, out, 0, tiles);
         return;
     }
     if (use_avx2() && nn_tree_levels(n / leaf) <= DW_MAX_LEVELS) {
         const long tiles = (long)((in + 15) / 16) * ((out + 1) / 2);
-        const int nt = team_size(tiles, (double)n * in * out);
-        if (nt <= 1) {
-            dw_tree_tiles(dw, dzt, x, n, in, out, leaf, 0, tiles);
-            return;
-        }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            long me = omp_get_thread_num(), team = omp_get_num_threads();
-            dw_tree_tiles(dw, dzt, x, n, in, out, leaf, tiles * me / team,
-                          tiles * (me + 1) / team);
-        }
-#endif
+        dw_tree_tiles(dw, dzt, x, n, in, out, leaf, 0, tiles);
         return;
     }
 #endif
@@ -812,36 +758,12 @@ void nn_rows_gemm(float *C, long ldc, const float *A, long rs_a, long cs_a, cons
 #if NN_TREE_AVX2
     if (use_avx512()) {
         const long tiles = (N + 47) / 48 * ((M + 7) / 8);
-        const int nt = team_size(tiles, (double)M * N * K);
-        if (nt <= 1) {
-            z_rows_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
-            return;
-        }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            long me = omp_get_thread_num(), team = omp_get_num_threads();
-            z_rows_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, tiles * me / team,
-                         tiles * (me + 1) / team);
-        }
-#endif
+        z_rows_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
         return;
     }
     if (use_avx2()) {
         const long tiles = (N + 23) / 24 * ((M + 3) / 4);
-        const int nt = team_size(tiles, (double)M * N * K);
-        if (nt <= 1) {
-            rows_gemm_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
-            return;
-        }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            long me = omp_get_thread_num(), team = omp_get_num_threads();
-            rows_gemm_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, tiles * me / team,
-                            tiles * (me + 1) / team);
-        }
-#endif
+        rows_gemm_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
         return;
     }
 #endif
