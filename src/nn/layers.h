@@ -119,8 +119,10 @@ void nn_rows_gemm(float *C, long ldc, const float *A, long rs_a, long cs_a, cons
                   long ldb, long M, long N, long K);
 /* dst [cols][rows] = src [rows][cols]^T */
 void nn_transpose(float *dst, const float *src, long rows, long cols);
-/* Tests: run the portable C paths even where AVX2 is available. */
-void nn_leaf_force_portable(bool on);
+/* Tests: use at most this instruction set in the leaf kernels (all give the
+ * same bits); NN_ISA_AVX512, the best the CPU has, is the default. */
+enum { NN_ISA_PORTABLE, NN_ISA_AVX2, NN_ISA_AVX512 };
+void nn_leaf_limit_isa(int max_isa);
 
 /* Leaf-mode variants of the kernels (a layer with l->leaf > 0 calls these).
  * ws: the layer's leaf workspace (nn_dense_leaf_workspace / nn_conv_leaf_workspace). */

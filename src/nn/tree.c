@@ -30,59 +30,45 @@
  *     it: see the README), so leaf mode does its dense forward, dense dx and
  *     the conv dx/im2col GEMMs here.
  *
- * The AVX2 kernels split their output tiles over the process's BLAS thread
- * count with OpenMP (each element is still formed whole by one thread, so
- * the thread count changes no bit).
+ * The kernels run on the calling thread. (Tried: OpenMP over the output
+ * tiles, which changes no bit since every element is formed whole by one
+ * thread; 2 threads took the MLP's update from 1.4 to 0.9 ms on an idle
+ * core, but libgomp's idle threads spin between regions, and on the shared
+ * 2-core machine LeNet's update went from 6 to 16-37 ms. One thread already
+ * meets the cost target against 2-thread OpenBLAS: launch/bench/leaf_cost.)
  * Both kernels have an AVX2+FMA path (chosen once at run time, as conv.c
  * does) and a portable C path computing exactly the same bits (fmaf for the
  * chain, separate mul/add for the tree; this file is compiled with
  * -ffp-contract=off so the compiler fuses nothing); the tests compare the two. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "layers.h"
 
-static bool force_portable;
-void nn_leaf_force_portable(bool on) { force_portable = on; }
+static int isa_limit = NN_ISA_AVX512;
+void nn_leaf_limit_isa(int max_isa) { isa_limit = max_isa; }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define NN_TREE_AVX2 1
-static bool use_avx2(void)
+/* the best the CPU has, found once (the limit is applied on each call) */
+static int cpu_isa(void)
 {
     static int known = -1;
     if (known < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        known = avx2 && __builtin_cpu_supports("avx512f") ? NN_ISA_AVX512
+                : avx2                                    ? NN_ISA_AVX2
+                                                          : NN_ISA_PORTABLE;
     }
-    return known && !force_portable;
+    return known;
 }
+static bool use_avx2(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX2; }
+static bool use_avx512(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX512; }
 #else
 #define NN_TREE_AVX2 0
 #endif
-
-/* Threads for a kernel call: the process's BLAS thread count (what the
- * runtime gave this rank), fewer when the call is too small to pay for a
- * team (below ~1 MFLOP a wake-up costs more than it saves), never more than
- * tiles. Which thread computes a tile never changes its bits: every output
- * element is formed whole by one thread with the same instructions. */
-static inline int team_size(long tiles, double macs)
-{
-#ifdef _OPENMP
-    int nt = openblas_get_num_threads();
-    if (macs < 5e5) nt = 1;
-    if (nt > tiles) nt = (int)tiles;
-    return nt < 1 ? 1 : nt;
-#else
-    (void)tiles;
-    (void)macs;
-    return 1;
-#endif
-}
 
 int nn_tree_levels(long leaves)
 {
@@ -288,9 +274,10 @@ dw_tile(float *dw, long ldw, const float *dzt, long n, const float *x, long in, 
 /* ---- the leaf-1 fast path: one output x 32 inputs per tile --------------
  * Leaves of one sample are the common case (global batch 128 = 128 leaves).
  * The general tile above keeps 2 x 2 vectors of each tree level live and
- * spills; here a tile is one output row o and 4 vectors of inputs, a block
- * of 4 samples ((p0 + p1) + (p2 + p3)) takes 11 registers, and x is read
- * straight into the multiplies. Same nodes, same bits as the general path. */
+ * spills (2.3 ms where sgemm takes 0.5); here a tile is one output row o and
+ * 4 vectors of inputs, a block of 4 samples ((p0 + p1) + (p2 + p3)) takes
+ * 11 registers, and x is read straight into the multiplies. Same nodes,
+ * same bits as the general path (the tests compare with the portable one). */
 #define DW1_SUPER 64 /* leaves per super-block */
 
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256
@@ -317,18 +304,39 @@ dw1_block4(__m256 out[4], const float *d, const float *x, long in, const __m256i
     }
 }
 
-/* dw row o, inputs [i0, i0 + 32): n >= 4 samples, n a power of two */
+/* out = the subtree of BS = 4, 8 or 16 samples from k (pointers offset) */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw1_block(__m256 out[4], const float *d, const float *x, long in, const __m256i m[4],
+          const bool TAIL, const int BS)
+{
+    dw1_block4(out, d, x, in, m, TAIL);
+    if (BS == 4) return;
+    __m256 h[4];
+    dw1_block4(h, d + 4, x + 4 * in, in, m, TAIL);
+    for (int v = 0; v < 4; v++) out[v] = _mm256_add_ps(out[v], h[v]);
+    if (BS == 8) return;
+    __m256 g[4];
+    dw1_block4(g, d + 8, x + 8 * in, in, m, TAIL);
+    dw1_block4(h, d + 12, x + 12 * in, in, m, TAIL);
+    for (int v = 0; v < 4; v++) out[v] = _mm256_add_ps(out[v], _mm256_add_ps(g[v], h[v]));
+}
+
+/* dw row o, inputs [i0, i0 + 32): n >= BS samples, n a power of two; blocks
+ * of BS = 4 or 8 samples in registers */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 dw1_tile(float *dw, const float *d, const float *x, long n, long in, const __m256i m[4],
-         const bool TAIL)
+         const bool TAIL, const int BS)
 {
     __m256 stack[DW_MAX_LEVELS][4], vals[DW1_SUPER / 4][4], r[4];
-    const long super = n < DW1_SUPER ? n : DW1_SUPER, blocks = super / 4;
+    const long super = n < DW1_SUPER ? n : DW1_SUPER, blocks = super / BS;
     long count = 0;
     for (int v = 0; v < 4; v++) r[v] = _mm256_setzero_ps();
     for (long k0 = 0; k0 < n; k0 += super) {
-        for (long b = 0; b < blocks; b++)
-            dw1_block4(vals[b], d + k0 + 4 * b, x + (k0 + 4 * b) * in, in, m, TAIL);
+        /* (the first block outside the loop: blocks >= 1, which the
+         * compiler cannot see) */
+        dw1_block(vals[0], d + k0, x + k0 * in, in, m, TAIL, BS);
+        for (long b = 1; b < blocks; b++)
+            dw1_block(vals[b], d + k0 + BS * b, x + (k0 + BS * b) * in, in, m, TAIL, BS);
         for (long width = 1; width < blocks; width *= 2)
             for (long a = 0; a + width < blocks; a += 2 * width)
                 for (int v = 0; v < 4; v++)
@@ -354,8 +362,9 @@ dw1_tile(float *dw, const float *d, const float *x, long n, long in, const __m25
 /* Tiles [t0, t1) of the (32-input block, output) grid, input block major.
  * Up to DW1_PACK samples, the block's 32 columns of x are first packed into
  * a contiguous panel (zero-padded past `in`), which every output row of the
- * block then reads: measured 1.55 -> see README, the strided rows of x were
- * the bottleneck. */
+ * block then reads. Measured on MLP layer 1 (784x256, n 128, 1 thread, CPU
+ * time): strided x 1.55 ms, packed 1.22; blocks of 8 in registers 1.05, of
+ * 16 0.93 (vals traffic); sgemm's dW 0.49. */
 #define DW1_PACK 256
 __attribute__((target("avx2,fma"))) static void dw1_tiles(float *dw, const float *dzt,
                                                           const float *x, long n, int in,
@@ -382,14 +391,153 @@ __attribute__((target("avx2,fma"))) static void dw1_tiles(float *dw, const float
                                         _mm256_maskload_ps(x + k * in + i0 + 8 * v, m[v]));
                 packed = i0;
             }
-            if (rem >= 32)
-                dw1_tile(d, dz, panel, n, 32, all, false);
+            if (rem >= 32 && n >= 16)
+                dw1_tile(d, dz, panel, n, 32, all, false, 16);
+            else if (n >= 16)
+                dw1_tile(d, dz, panel, n, 32, m, true, 16);
+            else if (n >= 8)
+                dw1_tile(d, dz, panel, n, 32, m, true, 8);
             else
-                dw1_tile(d, dz, panel, n, 32, m, true);
+                dw1_tile(d, dz, panel, n, 32, m, true, 4);
         } else if (rem >= 32) {
-            dw1_tile(d, dz, x + i0, n, in, m, false);
+            dw1_tile(d, dz, x + i0, n, in, m, false, 16);
         } else {
-            dw1_tile(d, dz, x + i0, n, in, m, true);
+            dw1_tile(d, dz, x + i0, n, in, m, true, 16);
+        }
+    }
+}
+
+/* ---- the leaf-1 fast path in AVX-512 ----------------------------------------
+ * The same tiles (one output x 32 inputs, the same packed panel) as 2
+ * vectors of 16, and blocks of up to 32 samples in registers: half the
+ * instructions of the AVX2 path, for CPUs whose OpenBLAS kernel is AVX-512
+ * too (SkylakeX/Cooperlake: the default mode's dW there is twice as fast as
+ * Haswell's). The nodes, and so the bits, are the AVX2 path's. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512
+z_load(const float *p, __mmask16 m, const bool TAIL)
+{
+    return TAIL ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+z_block4(__m512 out[2], const float *d, const float *x, long in, const __mmask16 m[2],
+         const bool TAIL)
+{
+    const __m512 d0 = _mm512_set1_ps(d[0]), d1 = _mm512_set1_ps(d[1]);
+    const __m512 d2 = _mm512_set1_ps(d[2]), d3 = _mm512_set1_ps(d[3]);
+    for (int v = 0; v < 2; v++) {
+        __m512 a = _mm512_add_ps(_mm512_mul_ps(d0, z_load(x + 16 * v, m[v], TAIL)),
+                                 _mm512_mul_ps(d1, z_load(x + in + 16 * v, m[v], TAIL)));
+        __m512 b = _mm512_add_ps(_mm512_mul_ps(d2, z_load(x + 2 * in + 16 * v, m[v], TAIL)),
+                                 _mm512_mul_ps(d3, z_load(x + 3 * in + 16 * v, m[v], TAIL)));
+        out[v] = _mm512_add_ps(a, b);
+    }
+}
+
+/* out = the subtree of 8, 16, 32 samples: its two halves' subtrees added */
+#define Z_HALVES(name, half)                                                                     \
+    __attribute__((target("avx512f"), always_inline)) static inline void name(                   \
+        __m512 out[2], const float *d, const float *x, long in, const __mmask16 m[2],            \
+        const bool TAIL)                                                                         \
+    {                                                                                            \
+        __m512 h[2];                                                                             \
+        half(out, d, x, in, m, TAIL);                                                            \
+        half(h, d + BS_OF_##half, x + BS_OF_##half * in, in, m, TAIL);                           \
+        for (int v = 0; v < 2; v++) out[v] = _mm512_add_ps(out[v], h[v]);                        \
+    }
+#define BS_OF_z_block4 4
+#define BS_OF_z_block8 8
+#define BS_OF_z_block16 16
+Z_HALVES(z_block8, z_block4)
+Z_HALVES(z_block16, z_block8)
+Z_HALVES(z_block32, z_block16)
+#undef Z_HALVES
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+z_block(__m512 out[2], const float *d, const float *x, long in, const __mmask16 m[2],
+        const bool TAIL, const int BS)
+{
+    if (BS == 4)
+        z_block4(out, d, x, in, m, TAIL);
+    else if (BS == 8)
+        z_block8(out, d, x, in, m, TAIL);
+    else if (BS == 16)
+        z_block16(out, d, x, in, m, TAIL);
+    else
+        z_block32(out, d, x, in, m, TAIL);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+z_tile(float *dw, const float *d, const float *x, long n, long in, const __mmask16 m[2],
+       const bool TAIL, const int BS)
+{
+    __m512 stack[DW_MAX_LEVELS][2], vals[DW1_SUPER / 4][2], r[2];
+    const long super = n < DW1_SUPER ? n : DW1_SUPER, blocks = super / BS;
+    long count = 0;
+    for (int v = 0; v < 2; v++) r[v] = _mm512_setzero_ps();
+    for (long k0 = 0; k0 < n; k0 += super) {
+        z_block(vals[0], d + k0, x + k0 * in, in, m, TAIL, BS);
+        for (long b = 1; b < blocks; b++)
+            z_block(vals[b], d + k0 + BS * b, x + (k0 + BS * b) * in, in, m, TAIL, BS);
+        for (long width = 1; width < blocks; width *= 2)
+            for (long a = 0; a + width < blocks; a += 2 * width)
+                for (int v = 0; v < 2; v++)
+                    vals[a][v] = _mm512_add_ps(vals[a][v], vals[a + width][v]);
+        for (int v = 0; v < 2; v++) r[v] = vals[0][v];
+        int lvl = 0;
+        while ((count >> lvl) & 1) {
+            for (int v = 0; v < 2; v++) r[v] = _mm512_add_ps(stack[lvl][v], r[v]);
+            lvl++;
+        }
+        for (int v = 0; v < 2; v++) stack[lvl][v] = r[v];
+        count++;
+    }
+    for (int v = 0; v < 2; v++) {
+        float *p = dw + 16 * v;
+        if (TAIL)
+            _mm512_mask_storeu_ps(p, m[v], _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], p), r[v]));
+        else
+            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), r[v]));
+    }
+}
+
+static __mmask16 z_lanes_below(int k)
+{
+    return k >= 16 ? (__mmask16)0xffff : k <= 0 ? (__mmask16)0 : (__mmask16)((1u << k) - 1);
+}
+
+__attribute__((target("avx512f"))) static void z_tiles(float *dw, const float *dzt,
+                                                       const float *x, long n, int in, int out,
+                                                       long t0, long t1)
+{
+    __attribute__((aligned(64))) float panel[DW1_PACK * 32];
+    const __mmask16 all[2] = {0xffff, 0xffff};
+    int packed = -1;
+    for (long t = t0; t < t1; t++) {
+        const int i0 = (int)(t / out) * 32, o = (int)(t % out);
+        const int rem = in - i0;
+        const __mmask16 m[2] = {z_lanes_below(rem), z_lanes_below(rem - 16)};
+        float *d = dw + (long)o * in + i0;
+        const float *dz = dzt + (long)o * n;
+        if (n <= DW1_PACK) {
+            if (packed != i0) {
+                for (long k = 0; k < n; k++)
+                    for (int v = 0; v < 2; v++)
+                        _mm512_store_ps(panel + k * 32 + 16 * v,
+                                        _mm512_maskz_loadu_ps(m[v], x + k * in + i0 + 16 * v));
+                packed = i0;
+            }
+            const __mmask16 *mm = rem >= 32 ? all : m;
+            if (n >= 32)
+                z_tile(d, dz, panel, n, 32, mm, rem < 32, 32);
+            else if (n >= 16)
+                z_tile(d, dz, panel, n, 32, mm, true, 16);
+            else if (n >= 8)
+                z_tile(d, dz, panel, n, 32, mm, true, 8);
+            else
+                z_tile(d, dz, panel, n, 32, mm, true, 4);
+        } else {
+            z_tile(d, dz, x + i0, n, in, m, true, 32);
         }
     }
 }
@@ -442,37 +590,19 @@ void nn_dense_dw_tree(float *dw, const float *dzt, const float *x, long n, int i
 {
     if (!nn_whole_subtree(n, leaf)) DT_BUG("leaf mode: %ld samples are not whole leaves of %ld", n, leaf);
 #if NN_TREE_AVX2
+    if (use_avx512() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
+        const long tiles = (long)((in + 31) / 32) * out;
+        z_tiles(dw, dzt, x, n, in, out, 0, tiles);
+        return;
+    }
     if (use_avx2() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
         const long tiles = (long)((in + 31) / 32) * out;
-        const int nt = team_size(tiles, (double)n * in * out);
-        if (nt <= 1) {
-            dw1_tiles(dw, dzt, x, n, in, out, 0, tiles);
-            return;
-        }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            long me = omp_get_thread_num(), team = omp_get_num_threads();
-            dw1_tiles(dw, dzt, x, n, in, out, tiles * me / team, tiles * (me + 1) / team);
-        }
-#endif
+        dw1_tiles(dw, dzt, x, n, in, out, 0, tiles);
         return;
     }
     if (use_avx2() && nn_tree_levels(n / leaf) <= DW_MAX_LEVELS) {
         const long tiles = (long)((in + 15) / 16) * ((out + 1) / 2);
-        const int nt = team_size(tiles, (double)n * in * out);
-        if (nt <= 1) {
-            dw_tree_tiles(dw, dzt, x, n, in, out, leaf, 0, tiles);
-            return;
-        }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            long me = omp_get_thread_num(), team = omp_get_num_threads();
-            dw_tree_tiles(dw, dzt, x, n, in, out, leaf, tiles * me / team,
-                          tiles * (me + 1) / team);
-        }
-#endif
+        dw_tree_tiles(dw, dzt, x, n, in, out, leaf, 0, tiles);
         return;
     }
 #endif
@@ -558,26 +688,82 @@ __attribute__((target("avx2,fma"))) static void rows_gemm_tiles(float *C, long l
 }
 #endif
 
+#if NN_TREE_AVX2
+/* The same in AVX-512: rows r0..r0+MR (8 or 1), columns c0..c0+16*NV. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+z_rows_block(float *C, long ldc, const float *A, long rs_a, long cs_a, const float *B, long ldb,
+             long K, const __mmask16 m[3], const int MR, const int NV, const bool TAIL)
+{
+    __m512 acc[8][3];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    for (long k = 0; k < K; k++) {
+        __m512 b[3];
+        const float *bk = B + k * ldb;
+        for (int v = 0; v < NV; v++)
+            b[v] = TAIL ? _mm512_maskz_loadu_ps(m[v], bk + 16 * v) : _mm512_loadu_ps(bk + 16 * v);
+        for (int r = 0; r < MR; r++) {
+            __m512 a = _mm512_set1_ps(A[r * rs_a + k * cs_a]);
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) {
+            if (TAIL)
+                _mm512_mask_storeu_ps(C + r * ldc + 16 * v, m[v], acc[r][v]);
+            else
+                _mm512_storeu_ps(C + r * ldc + 16 * v, acc[r][v]);
+        }
+}
+
+/* Tiles [t0, t1) of the (48-column block, 8-row block) grid. */
+__attribute__((target("avx512f"))) static void z_rows_tiles(float *C, long ldc, const float *A,
+                                                            long rs_a, long cs_a, const float *B,
+                                                            long ldb, long M, long N, long K,
+                                                            long t0, long t1)
+{
+    const long row_blocks = (M + 7) / 8;
+    for (long t = t0; t < t1; t++) {
+        const long c0 = t / row_blocks * 48, rb = t % row_blocks;
+        const long rem = N - c0;
+        const __mmask16 m[3] = {z_lanes_below((int)DT_MIN(rem, 16)),
+                                z_lanes_below((int)DT_MIN(rem - 16, 16)),
+                                z_lanes_below((int)DT_MIN(rem - 32, 16))};
+        const int NV = rem >= 48 ? 3 : (int)((rem + 15) / 16);
+        const bool tail = rem < 48;
+        for (long r0 = rb * 8; r0 < DT_MIN(rb * 8 + 8, M);) {
+            const int MR = M - r0 >= 8 ? 8 : 1;
+            float *c = C + r0 * ldc + c0;
+            const float *a = A + r0 * rs_a, *b = B + c0;
+#define ZB(mr, nv, t) z_rows_block(c, ldc, a, rs_a, cs_a, b, ldb, K, m, mr, nv, t)
+            if (!tail)
+                MR == 8 ? ZB(8, 3, false) : ZB(1, 3, false);
+            else if (NV == 3)
+                MR == 8 ? ZB(8, 3, true) : ZB(1, 3, true);
+            else if (NV == 2)
+                MR == 8 ? ZB(8, 2, true) : ZB(1, 2, true);
+            else
+                MR == 8 ? ZB(8, 1, true) : ZB(1, 1, true);
+#undef ZB
+            r0 += MR;
+        }
+    }
+}
+#endif
+
 void nn_rows_gemm(float *C, long ldc, const float *A, long rs_a, long cs_a, const float *B,
                   long ldb, long M, long N, long K)
 {
     if (M <= 0 || N <= 0) return;
 #if NN_TREE_AVX2
+    if (use_avx512()) {
+        const long tiles = (N + 47) / 48 * ((M + 7) / 8);
+        z_rows_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
+        return;
+    }
     if (use_avx2()) {
         const long tiles = (N + 23) / 24 * ((M + 3) / 4);
-        const int nt = team_size(tiles, (double)M * N * K);
-        if (nt <= 1) {
-            rows_gemm_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
-            return;
-        }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            long me = omp_get_thread_num(), team = omp_get_num_threads();
-            rows_gemm_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, tiles * me / team,
-                            tiles * (me + 1) / team);
-        }
-#endif
+        rows_gemm_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
         return;
     }
 #endif

@@ -1082,6 +1082,24 @@ static void leaf_pass(dt_model *m, const float *x, const int *y, long first, lon
     memcpy(g, dt_model_grads(m), sizeof(float) * dt_model_param_count(m));
 }
 
+/* T(a, b) of the contract over per-leaf vectors g[leaf][np], in place into
+ * g[a]: T(a, mid) + T(mid, b), mid = (a + b) / 2 (the test's own tree) */
+static void tree_combine(float *g, size_t np, long a, long b)
+{
+    if (b - a < 2) return;
+    long mid = (a + b) / 2;
+    tree_combine(g, np, a, mid);
+    tree_combine(g, np, mid, b);
+    for (size_t k = 0; k < np; k++) g[(size_t)a * np + k] += g[(size_t)mid * np + k];
+}
+
+static double tree_combine_double(double *v, long a, long b)
+{
+    if (b - a == 1) return v[a];
+    long mid = (a + b) / 2;
+    return tree_combine_double(v, a, mid) + tree_combine_double(v, mid, b);
+}
+
 /* The gradient and loss of all 128 rows vs the tree-combination of parts
  * computed alone: halves (g0 + g1) and quarters ((q0 + q1) + (q2 + q3)). */
 static void check_tree_split(dt_model *m, long leaf, const char *what)
@@ -1107,6 +1125,19 @@ static void check_tree_split(dt_model *m, long leaf, const char *what)
     double l4 = (lp[0] + lp[1]) + (lp[2] + lp[3]);
     ck_assert_msg(memcmp(part, full, sizeof(float) * np) == 0, "%s leaf %ld: quarters differ", what, leaf);
     ck_assert_msg(memcmp(&l4, &lf, sizeof l4) == 0, "%s leaf %ld: loss of quarters", what, leaf);
+    /* every leaf alone (what 128 / leaf ranks compute), combined by the
+     * test's own recursive tree: the whole contract, including the order
+     * inside the kernels' register blocks */
+    long leaves = LEAF_N / leaf;
+    float *each = malloc(sizeof(float) * np * (size_t)leaves);
+    double lleaf[LEAF_N];
+    for (long j = 0; j < leaves; j++) leaf_pass(m, x, y, j * leaf, leaf, each + j * np, &lleaf[j]);
+    tree_combine(each, np, 0, leaves);
+    double lt = tree_combine_double(lleaf, 0, leaves);
+    ck_assert_msg(memcmp(each, full, sizeof(float) * np) == 0, "%s leaf %ld: leaves alone differ",
+                  what, leaf);
+    ck_assert_msg(memcmp(&lt, &lf, sizeof lt) == 0, "%s leaf %ld: loss of leaves", what, leaf);
+    free(each);
     /* one and two BLAS threads */
     int threads = openblas_get_num_threads();
     openblas_set_num_threads(threads == 1 ? 2 : 1);
@@ -1300,7 +1331,9 @@ START_TEST(test_leaf_grad)
 }
 END_TEST
 
-/* The AVX2 kernels and the portable C paths compute the same bits. */
+/* The AVX-512, AVX2 and portable C paths compute the same bits (where the
+ * CPU lacks one, the limit falls back to what it has: the comparison then
+ * is of a path with itself). */
 START_TEST(test_leaf_portable_same_bits)
 {
     for (int which = 0; which < 4; which++) {
@@ -1311,11 +1344,15 @@ START_TEST(test_leaf_portable_same_bits)
         float *ga = malloc(sizeof(float) * np), *gp = malloc(sizeof(float) * np);
         double la, lp;
         ck_assert(dt_model_set_leaf(m, 1, NULL) == DT_OK);
-        leaf_pass(m, x, y, 0, LEAF_N, ga, &la);
-        nn_leaf_force_portable(true);
+        nn_leaf_limit_isa(NN_ISA_PORTABLE);
         leaf_pass(m, x, y, 0, LEAF_N, gp, &lp);
-        nn_leaf_force_portable(false);
-        ck_assert_msg(memcmp(ga, gp, sizeof(float) * np) == 0, "model %d", which);
+        nn_leaf_limit_isa(NN_ISA_AVX2);
+        leaf_pass(m, x, y, 0, LEAF_N, ga, &la);
+        ck_assert_msg(memcmp(ga, gp, sizeof(float) * np) == 0, "model %d: AVX2", which);
+        ck_assert(memcmp(&la, &lp, sizeof la) == 0);
+        nn_leaf_limit_isa(NN_ISA_AVX512);
+        leaf_pass(m, x, y, 0, LEAF_N, ga, &la);
+        ck_assert_msg(memcmp(ga, gp, sizeof(float) * np) == 0, "model %d: AVX-512", which);
         ck_assert(memcmp(&la, &lp, sizeof la) == 0);
         free(ga);
         free(gp);
