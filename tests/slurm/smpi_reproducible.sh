@@ -8,7 +8,8 @@
 # every logged loss and param_checksum must be the same. Real time here
 # (2 shared cores): about 4 minutes for the P = 128 run and 2 for P = 64,
 # nearly all of it the simulated ranks' start-up (the default mode's
-# 128-rank start takes as long); 8-9 minutes in all.
+# 128-rank start takes as long); 5 minutes in all with the machine quiet,
+# 8-9 under load.
 . "$(dirname "$0")/../lib.sh"
 smpi_dtrain=$1
 [ -x "$smpi_dtrain" ] || skip "no SMPI build at $smpi_dtrain"
