@@ -1,6 +1,7 @@
 /* exchange.c - the gradient exchange of exchange.h over the reductions of
- * reduce.h: buckets, the tail, the pieces a rank updates, and the
- * parameters' return trip in the sharded strategy.
+ * reduce.h (or, reproducible, over the fixed tree of reduce_exact.h):
+ * buckets, the tail, the pieces a rank updates, and the parameters' return
+ * trip in the sharded strategy.
  *
  * Order is the contract with the other ranks: buckets start in index order
  * (k = 0 at the end of the arena) as backward makes them final, and are
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dtrain/reduce_exact.h"
 
 /* Below this a bucket is latency-bound; above the maximum count an MPI
  * count (int) overflows. */
@@ -46,6 +48,10 @@ struct dt_exchange {
     size_t ready_from; /* arena[ready_from, n_params) is final */
     float *arena;
     double ready_seconds;
+    double tail[DT_EXACT_MAX_SUMS]; /* the trainer's global quantities */
+    dt_exact *exact;   /* reproducible: the fixed tree (NULL otherwise) */
+    size_t piece_lo, piece_hi; /* reproducible: this rank's pieces, as node
+                                  indices at depth tree_depth */
 };
 
 /* Elements bucket k hands to the reduction (the tail rides on bucket 0). */
@@ -70,13 +76,56 @@ static void plan_buckets(dt_exchange *x)
     }
 }
 
+/* Reproducible: one bucket over the whole arena; the tail in double. */
+static dt_status create_exact(dt_exchange *x, dt_error *err)
+{
+    const int depth = x->o.tree_depth;
+    if (x->o.dtype != DT_REDUCE_FLOAT32)
+        return dt_fail(err, DT_ECONFIG, "a reproducible exchange sums in float32 only");
+    if (depth < 0 || depth > 40 || (x->world & (x->world - 1)) || x->world > (1L << depth))
+        return dt_fail(err, DT_ECONFIG,
+                       "a reproducible exchange over 2^%d leaves cannot run on %d ranks", depth,
+                       x->world);
+    x->o.overlap = false;
+    x->tail_in_bucket = false;
+    x->n_buckets = 1;
+    x->lo[0] = 0;
+    x->hi[0] = x->o.n_params;
+    dt_status st = dt_exact_create(DT_MAX(x->o.n_params, 1) * sizeof(float), &x->exact, err);
+    if (st) return st;
+    /* The pieces under this rank's node (depth log2 P) at depth tree_depth
+     * (replicated: every rank has every piece). */
+    const int below = depth - dt_exact_log2_world(x->exact);
+    if (x->o.update == DT_UPDATE_SHARDED) {
+        int rank;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        x->piece_lo = dt_exact_piece_index(x->exact, rank) << below;
+        x->piece_hi = x->piece_lo + ((size_t)1 << below);
+    } else {
+        x->piece_lo = 0;
+        x->piece_hi = (size_t)1 << depth;
+    }
+    return DT_OK;
+}
+
 dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt_error *err)
 {
+    if (o->n_tail > DT_EXACT_MAX_SUMS) DT_BUG("a tail of %zu values", o->n_tail);
     dt_exchange *x = dt_calloc(1, sizeof *x);
     if (!x) return dt_fail(err, DT_EINTERNAL, "out of memory");
     x->o = *o;
     MPI_Comm_size(MPI_COMM_WORLD, &x->world);
     x->alone = x->world == 1;
+    if (o->reproducible) {
+        x->op = o->update == DT_UPDATE_SHARDED ? DT_REDUCE_REDUCE_SCATTER : DT_REDUCE_ALLREDUCE;
+        dt_status st = create_exact(x, err);
+        if (st) {
+            dt_exchange_free(x);
+            return st;
+        }
+        *out = x;
+        return DT_OK;
+    }
 #ifdef DTRAIN_SMPI
     /* Simulated runs reduce with blocking collectives (reduce.h): a bucket
      * started inside backward would only serialise it. */
@@ -114,8 +163,11 @@ void dt_exchange_free(dt_exchange *x)
     dt_reduce_plan_free(x->plan);
     dt_reduce_plan_free(x->tail_plan);
     dt_free(x->tail_buf);
+    dt_exact_free(x->exact);
     dt_free(x);
 }
+
+double *dt_exchange_tail(dt_exchange *x) { return x->tail; }
 
 static void start_tail(dt_exchange *x)
 {
@@ -131,6 +183,8 @@ void dt_exchange_begin(dt_exchange *x, float *arena)
     x->ready_from = x->o.n_params;
     x->ready_seconds = 0;
     x->tail_h = NULL;
+    if (x->exact) return; /* the tail stays in double */
+    for (size_t i = 0; i < x->o.n_tail; i++) arena[x->o.n_params + i] = (float)x->tail[i];
     /* The tail is final now: it goes first and is done long before the
      * gradients. A blocking plan (SMPI) would make it one more point where
      * every rank waits for the slowest between forward and backward:
@@ -175,8 +229,34 @@ static void bucket_piece(const dt_exchange *x, int k, size_t *plo, size_t *phi)
     *phi += x->lo[k];
 }
 
-const float *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
+/* Reproducible: the pieces of this rank, in partition order, empty ones
+ * included (the contract of dt_exchange_piece_sum). */
+static void for_each_exact_piece(const dt_exchange *x, dt_piece_fn piece, void *ctx)
 {
+    for (size_t i = x->piece_lo; i < x->piece_hi; i++) {
+        size_t lo, hi;
+        dt_exact_node(x->o.n_params, x->o.tree_depth, i, &lo, &hi);
+        piece(ctx, lo, hi);
+    }
+}
+
+static const double *finish_exact(dt_exchange *x, dt_piece_fn piece, void *ctx)
+{
+    x->t_start[0] = MPI_Wtime();
+    if (!x->alone) {
+        dt_exact_reduce_scatter(x->exact, DT_EXACT_FLOAT, x->arena, x->o.n_params, x->tail,
+                                (int)x->o.n_tail);
+        if (x->op == DT_REDUCE_ALLREDUCE)
+            dt_exact_allgather(x->exact, DT_EXACT_FLOAT, x->arena, x->o.n_params);
+    }
+    x->t_done[0] = MPI_Wtime();
+    if (piece) for_each_exact_piece(x, piece, ctx);
+    return x->tail;
+}
+
+const double *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
+{
+    if (x->exact) return finish_exact(x, piece, ctx);
     float *tail = x->arena + x->o.n_params;
     if (!x->alone) {
         x->ready_from = 0;
@@ -196,11 +276,16 @@ const float *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
         bucket_piece(x, k, &lo, &hi);
         if (piece && hi > lo) piece(ctx, lo, hi);
     }
-    return tail;
+    for (size_t i = 0; i < x->o.n_tail; i++) x->tail[i] = (double)tail[i];
+    return x->tail;
 }
 
 void dt_exchange_for_each_piece(const dt_exchange *x, dt_piece_fn piece, void *ctx)
 {
+    if (x->exact) {
+        for_each_exact_piece(x, piece, ctx);
+        return;
+    }
     for (int k = 0; k < x->n_buckets; k++) {
         size_t lo, hi;
         bucket_piece(x, k, &lo, &hi);
@@ -217,9 +302,28 @@ static void allgather_buckets(dt_exchange *x, float *array)
     for (int k = 0; k < x->n_buckets; k++) dt_reduce_wait(x->h[k]);
 }
 
+/* Reproducible, sharded: the same poisoning, over the pieces. */
+static bool exact_params(dt_exchange *x, float *params, bool bad)
+{
+    const size_t n = x->o.n_params;
+    const int depth = x->o.tree_depth;
+    size_t lo, hi;
+    for (size_t i = x->piece_lo; bad && i < x->piece_hi; i++) {
+        dt_exact_node(n, depth, i, &lo, &hi);
+        if (hi > lo) params[lo] = NAN;
+    }
+    dt_exact_allgather(x->exact, DT_EXACT_FLOAT, params, n);
+    for (size_t i = 0; i < (size_t)1 << depth; i++) {
+        dt_exact_node(n, depth, i, &lo, &hi);
+        if (hi > lo && isnan(params[lo])) return true;
+    }
+    return false;
+}
+
 bool dt_exchange_params(dt_exchange *x, float *params, bool bad)
 {
     if (x->alone || x->op != DT_REDUCE_REDUCE_SCATTER) return bad;
+    if (x->exact) return exact_params(x, params, bad);
     if (bad) {
         for (int k = 0; k < x->n_buckets; k++) {
             size_t lo, hi;
@@ -240,8 +344,27 @@ bool dt_exchange_params(dt_exchange *x, float *params, bool bad)
 void dt_exchange_gather(dt_exchange *x, float *array)
 {
     if (x->alone || x->op != DT_REDUCE_REDUCE_SCATTER) return;
-    allgather_buckets(x, array);
+    if (x->exact) dt_exact_allgather(x->exact, DT_EXACT_FLOAT, array, x->o.n_params);
+    else allgather_buckets(x, array);
 }
+
+size_t dt_exchange_max_pieces(const dt_exchange *x)
+{
+    return x->exact ? (size_t)1 << x->o.tree_depth : (size_t)x->n_buckets;
+}
+
+double dt_exchange_piece_sum(dt_exchange *x, const double *values, double *count)
+{
+    DT_CHECK(x->exact);
+    double v[2] = {dt_exact_tree_sum(values, x->piece_hi - x->piece_lo), *count};
+    /* replicated, every rank summed every piece: nothing to combine */
+    if (!x->alone && x->op == DT_REDUCE_REDUCE_SCATTER)
+        dt_exact_allreduce(x->exact, DT_EXACT_PIECE_TREE, v, 2);
+    *count = v[1];
+    return v[0];
+}
+
+bool dt_exchange_reproducible(const dt_exchange *x) { return x->exact != NULL; }
 
 double dt_exchange_ready_seconds(const dt_exchange *x) { return x->ready_seconds; }
 int dt_exchange_buckets(const dt_exchange *x) { return x->n_buckets; }
@@ -255,6 +378,18 @@ bool dt_exchange_sharded(const dt_exchange *x) { return x->op == DT_REDUCE_REDUC
 
 void dt_exchange_describe(const dt_exchange *x, char *buf, size_t size)
 {
+    if (x->exact) {
+        snprintf(buf, size,
+                 "%s update, reproducible: a fixed tree over %ld leaves (%s), float32, 1 "
+                 "bucket, not overlapped with backward",
+                 dt_update_mode_name(x->o.update), 1L << x->o.tree_depth,
+                 x->alone ? "1 rank"
+                 : x->op == DT_REDUCE_ALLREDUCE
+                     ? "recursive-halving reduce-scatter and recursive-doubling allgather"
+                     : "recursive-halving reduce-scatter, parameter allgather by recursive "
+                       "doubling");
+        return;
+    }
     const char *algo = x->alone ? "none (1 rank)"
                                 : dt_reduce_algo_name(dt_reduce_resolve(
                                       x->plan, x->op, bucket_count(x, 0)));

@@ -110,6 +110,7 @@ typedef struct {
         dt_update_mode update;
         dt_reduce_algo allreduce;
         dt_reduce_dtype dtype;
+        bool reproducible; /* the same bits on any power-of-two world size */
     } comm;
 
     struct {

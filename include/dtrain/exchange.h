@@ -2,6 +2,7 @@
  *
  * The trainer calls the same few things every update:
  *
+ *   dt_exchange_tail(x)[i] = ...       this rank's global quantities
  *   dt_exchange_begin(x, arena)        [gradients | tail] of this rank
  *   dt_exchange_ready(x, off, count)   from backward, as layers finish
  *   dt_exchange_finish(x, piece, ctx)  complete the sums; piece(ctx, lo, hi)
@@ -19,13 +20,32 @@
  *               optimizer's work) and the new parameters are allgathered
  * Each over the reduction algorithm (comm.allreduce: flat MPI collectives
  * or node-aware, reduce.h) and the wire dtype (comm.dtype: float32 or
- * bfloat16; parameters always travel in float32).
+ * bfloat16; parameters always travel in float32), or, reproducible
+ * (comm.reproducible), over the fixed tree of reduce_exact.h: the sums,
+ * the pieces and everything computed per piece have the same bits on any
+ * power-of-two number of ranks.
  *
- * The tail (a few floats after the gradients: the loss sum, a stop request)
- * is summed over all ranks in float32 in every strategy: inside the last
- * bucket when the gradients are allreduced in float32, else as one small
- * float32 allreduce of its own plan (node-aware like the buckets), started
- * before backward, so it is complete by the time the gradients are.
+ * The tail (a few global quantities: the loss sum, a stop request) is
+ * summed over all ranks with the gradients. By default it travels as
+ * float32 after the gradients in the arena: inside the last bucket when
+ * the gradients are allreduced in float32, else as one small float32
+ * allreduce of its own plan (node-aware like the buckets), started before
+ * backward (with the buckets when the plan blocks, as under SMPI), so it
+ * is complete by the time the gradients are. Reproducible, it stays in
+ * double and rides on the reduce-scatter's messages, summed over the same
+ * rank tree as the gradients.
+ *
+ * Reproducible mode: one bucket, not overlapped with backward (the tree
+ * needs every leaf's sum, so nothing could start early anyway), whatever
+ * comm.overlap, comm.bucket_kb and comm.allreduce say. The exchange is a
+ * recursive-halving reduce-scatter; replicated then allgathers the summed
+ * gradient, sharded allgathers the new parameters. The pieces the update
+ * runs on are the element partition's nodes at depth tree_depth (log2 of
+ * the number of leaves: never fewer nodes than ranks), in partition order:
+ * all of them replicated, the ones under this rank's piece sharded; empty
+ * ones included, so that a per-piece quantity (the clipping norm's sum of
+ * squares) has a fixed slot and dt_exchange_piece_sum can combine the
+ * pieces over the partition's tree.
  *
  * Buckets are contiguous ranges of the gradients of about bucket_floats,
  * counted from the end of the arena (the last layer's gradients are ready
@@ -55,6 +75,9 @@ typedef struct {
     dt_update_mode update;
     dt_reduce_algo algo;
     dt_reduce_dtype dtype;
+    bool reproducible; /* the fixed tree of reduce_exact.h; needs a power-of-two
+                          world of at most 2^tree_depth ranks, float32 */
+    int tree_depth;    /* reproducible: log2 of the number of leaves */
 } dt_exchange_options;
 
 typedef struct dt_exchange dt_exchange;
@@ -66,14 +89,17 @@ typedef void (*dt_piece_fn)(void *ctx, size_t lo, size_t hi);
 dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt_error *err);
 void dt_exchange_free(dt_exchange *x);
 
+/* n_tail doubles: this rank's tail, set before dt_exchange_begin. */
+double *dt_exchange_tail(dt_exchange *x);
 void dt_exchange_begin(dt_exchange *x, float *arena);
 /* arena[offset, offset + count) is final; ranges come from the end of the
  * arena towards its start (the shape of nn.h's dt_grad_ready_fn). */
 void dt_exchange_ready(void *x, size_t offset, size_t count);
 /* Complete every sum. piece (may be NULL) runs on each of this rank's
- * ranges in bucket order, each as soon as it is complete. Returns the
- * summed tail (n_tail floats), the same on every rank. */
-const float *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx);
+ * ranges in bucket order, each as soon as it is complete (reproducible:
+ * on each of its pieces, empty ones included). Returns the summed tail
+ * (n_tail doubles), the same on every rank. */
+const double *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx);
 /* This rank's ranges again (after finish): a second pass after a global
  * decision, such as the clipping norm. */
 void dt_exchange_for_each_piece(const dt_exchange *x, dt_piece_fn piece, void *ctx);
@@ -86,6 +112,16 @@ bool dt_exchange_params(dt_exchange *x, float *params, bool bad);
 /* Sharded: make an array laid out like the parameters (optimizer state)
  * whole on every rank from each rank's ranges (before a checkpoint). */
 void dt_exchange_gather(dt_exchange *x, float *array);
+
+/* Reproducible: the most pieces finish gives one rank (2^tree_depth). */
+size_t dt_exchange_max_pieces(const dt_exchange *x);
+/* Reproducible: the sum, over the pieces of every rank, of one double per
+ * piece (values[i]: this rank's i-th piece in the order finish ran them),
+ * taken over the partition's tree: the same bits on every rank and for
+ * every P. *count (a small integer, such as a count of non-finite pieces)
+ * is summed over ranks with it. Sharded: collective. */
+double dt_exchange_piece_sum(dt_exchange *x, const double *values, double *count);
+bool dt_exchange_reproducible(const dt_exchange *x);
 
 /* Seconds spent inside dt_exchange_ready since the last begin. */
 double dt_exchange_ready_seconds(const dt_exchange *x);

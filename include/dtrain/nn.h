@@ -121,4 +121,37 @@ void dt_model_zero_grads(dt_model *m);
 /* Logits of the last forward, n x outputs (for tests). */
 const float *dt_model_logits(const dt_model *m);
 
+/* Reproducible mode: leaf_samples > 0 switches it on, 0 off (default).
+ * The batch is cut into leaves of leaf_samples consecutive samples. For a
+ * forward/backward of n samples, n a multiple of the leaf and L = n / leaf a
+ * power of two (a "whole subtree"; backward of anything else is a bug):
+ *  - every parameter-gradient element backward accumulates is T(0, L),
+ *    T(a, b) = T(a, mid) + T(mid, b), mid = (a+b)/2, one float add, T(a, a+1)
+ *    the gradient of leaf a alone, computed from that leaf's samples only
+ *    (not n, not its position, not the BLAS thread count). So rank r of P
+ *    holding samples [r n, (r+1) n) holds the tree's node over its leaves,
+ *    and combining ranks pairwise at distance 1, 2, 4, ... finishes the tree;
+ *  - forward's *loss_sum += the same tree in double over the leaves'
+ *    sequential double sums; for n not a whole subtree (evaluation chunks)
+ *    the plain sequential sum;
+ *  - every sample's logits, loss, correctness, activations and input
+ *    gradients are bit-identical whatever n, the other samples and the
+ *    BLAS thread count (leaf mode computes its GEMMs itself).
+ * A leaf larger than max_batch or negative is DT_ECONFIG; out of memory for
+ * the workspace DT_EINTERNAL (the model then stays in the default mode).
+ * Allocates once here; forward and backward still allocate nothing. */
+dt_status dt_model_set_leaf(dt_model *m, long leaf_samples, dt_error *err);
+long dt_model_leaf(const dt_model *m); /* 0: default mode */
+
+/* The start-up self-check of reproducible mode: on a synthetic batch of the
+ * largest whole subtree that fits max_batch, the gradients and loss equal
+ * bit for bit the sum of its two halves computed alone, every sample's
+ * logits equal those computed alone, and (when this process runs several
+ * BLAS threads) those of one thread. false: this build or machine would
+ * train a silently non-reproducible model; the trainer must stop. Leaves
+ * the gradient arena as it found it; the next backward needs a new forward.
+ * Allocates (start-up only). In the default mode (leaf 0) it checks the
+ * same with leaves of 1 and is expected to fail. */
+bool dt_model_rows_invariant(dt_model *m);
+
 #endif

@@ -79,6 +79,16 @@ static dt_status cross_checks(loader *L, const node *root, const dt_config *cfg)
                            wu->in_epochs ? "warmup_epochs" : "warmup_steps", wu->value,
                            mx->value);
     }
+    /* Reproducible mode sums in float32 over a fixed tree; a bfloat16 wire
+     * rounds every partial sum, in an order the tree does not fix. */
+    if (cfg->comm.reproducible && cfg->comm.dtype != DT_REDUCE_FLOAT32) {
+        const entry *e = cfg_find(cfg_lookup(root, "comm"), "dtype");
+        return cfg_fail_at(L, e ? e->src : -1, e ? e->line : 0, e ? e->col : 0,
+                           "comm.dtype: %s cannot be exact with comm.reproducible: true (it "
+                           "sums in float32); set comm.dtype: float32 or comm.reproducible: "
+                           "false",
+                           dt_reduce_dtype_name(cfg->comm.dtype));
+    }
     return DT_OK;
 }
 

@@ -221,6 +221,7 @@ static const field comm_fields[] = {
      .names = &allreduce_names},
     {.key = "dtype", .type = F_ENUM, .off = OFF(comm.dtype), .def = DT_REDUCE_FLOAT32,
      .names = &dtype_names},
+    BOOL_ROW("reproducible", comm.reproducible, 0, 0),
 };
 
 static const field runtime_fields[] = {

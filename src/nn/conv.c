@@ -484,7 +484,8 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
                                                             const float *dy, const float *y,
                                                             const float *x, const float *w,
                                                             long B, const nn_conv_geom *g,
-                                                            nn_act act, float *ws, long chunk)
+                                                            nn_act act, float *ws, long chunk,
+                                                            bool exact)
 {
     const mc_geom m = mc_forward_geom(g);
     const int O = g->out_c, C = g->c, KH = g->kh, KW = g->kw, Op = m.Op;
@@ -540,8 +541,11 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
             }
         }
         if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, O, 1.0f, w,
-                        (int)K, dz, (int)GP, 0.0f, col, (int)GP);
+            if (exact)
+                nn_rows_gemm(col, GP, w, 1, K, dz, GP, K, GP, O);
+            else
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, O, 1.0f, w,
+                            (int)K, dz, (int)GP, 0.0f, col, (int)GP);
             col2im_s1(dx + n0 * in_size, col, G, g);
         }
     }
@@ -707,8 +711,9 @@ static void channel_sums(float *db, const float *dz, long O, long ld, long P)
     }
 }
 
-void nn_conv_forward(float *y, const float *x, const float *w, const float *b, long B,
-                     const nn_conv_geom *g, nn_act act, float *ws, long chunk)
+/* exact: leaf mode, every GEMM through nn_rows_gemm (row-invariant) */
+static void conv_forward(float *y, const float *x, const float *w, const float *b, long B,
+                         const nn_conv_geom *g, nn_act act, float *ws, long chunk, bool exact)
 {
     const long P = (long)g->oh * g->ow, K = (long)g->c * g->kh * g->kw, O = g->out_c;
     const long in_size = (long)g->c * g->h * g->w;
@@ -725,23 +730,42 @@ void nn_conv_forward(float *y, const float *x, const float *w, const float *b, l
         long G = DT_MIN(chunk, B - n0);
         float *col = ws, *z = ws + (size_t)(G * P * K);
         im2col(col, x + n0 * in_size, G, g);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)(G * P), (int)K, 1.0f,
-                    w, (int)K, col, (int)(G * P), 0.0f, z, (int)(G * P));
+        if (exact)
+            nn_rows_gemm(z, G * P, w, K, 1, col, G * P, O, G * P, K);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)(G * P), (int)K,
+                        1.0f, w, (int)K, col, (int)(G * P), 0.0f, z, (int)(G * P));
         for (long n = 0; n < G; n++)
             for (long o = 0; o < O; o++)
                 nn_act_bias_scalar(act, y + ((n0 + n) * O + o) * P, z + o * G * P + n * P, b[o], P);
     }
 }
 
-void nn_conv_backward(float *dx, float *dw, float *db, const float *dy, const float *y,
-                      const float *x, const float *w, long B, const nn_conv_geom *g, nn_act act,
-                      float *ws, long chunk)
+void nn_conv_forward(float *y, const float *x, const float *w, const float *b, long B,
+                     const nn_conv_geom *g, nn_act act, float *ws, long chunk)
 {
+    conv_forward(y, x, w, b, B, g, act, ws, chunk, false);
+}
+
+void nn_conv_forward_leaf(float *y, const float *x, const float *w, const float *b, long B,
+                          const nn_conv_geom *g, nn_act act, float *ws, long chunk)
+{
+    conv_forward(y, x, w, b, B, g, act, ws, chunk, true);
+}
+
+/* exact (leaf mode): the GEMMs through nn_rows_gemm; the dW GEMM's
+ * reduction over the chunk's pixels then needs col^T and a product buffer
+ * (exact_ws: chunk*P*K + O*K floats), added to dw chunk after chunk */
+static void conv_backward(float *dx, float *dw, float *db, const float *dy, const float *y,
+                          const float *x, const float *w, long B, const nn_conv_geom *g,
+                          nn_act act, float *ws, long chunk, float *exact_ws)
+{
+    const bool exact = exact_ws != NULL;
     const long P = (long)g->oh * g->ow, K = (long)g->c * g->kh * g->kw, O = g->out_c;
     const long in_size = (long)g->c * g->h * g->w;
 #if NN_HAVE_DIRECT
     if (nn_conv_is_direct(g) && g->c > 1) {
-        mc_backward(dx, dw, db, dy, y, x, w, B, g, act, ws, chunk);
+        mc_backward(dx, dw, db, dy, y, x, w, B, g, act, ws, chunk, exact);
         return;
     }
     if (!dx && nn_conv_is_direct(g)) {
@@ -760,14 +784,64 @@ void nn_conv_backward(float *dx, float *dw, float *db, const float *dy, const fl
             channel_sums(db, dz + n * P, O, GP, P);
         }
         im2col(col, x + n0 * in_size, G, g);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)GP, 1.0f, dz,
-                    (int)GP, col, (int)GP, 1.0f, dw, (int)K);
+        if (exact) {
+            float *colt = exact_ws, *prod = exact_ws + GP * K;
+            nn_transpose(colt, col, K, GP);
+            nn_rows_gemm(prod, K, dz, GP, 1, colt, K, O, K, GP);
+            for (long i = 0; i < O * K; i++) dw[i] += prod[i];
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)GP, 1.0f,
+                        dz, (int)GP, col, (int)GP, 1.0f, dw, (int)K);
+        }
         if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, (int)O, 1.0f, w,
-                        (int)K, dz, (int)GP, 0.0f, col, (int)GP);
+            if (exact)
+                nn_rows_gemm(col, GP, w, 1, K, dz, GP, K, GP, O);
+            else
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, (int)O, 1.0f,
+                            w, (int)K, dz, (int)GP, 0.0f, col, (int)GP);
             col2im(dx + n0 * in_size, col, G, g);
         }
     }
+}
+
+void nn_conv_backward(float *dx, float *dw, float *db, const float *dy, const float *y,
+                      const float *x, const float *w, long B, const nn_conv_geom *g, nn_act act,
+                      float *ws, long chunk)
+{
+    conv_backward(dx, dw, db, dy, y, x, w, B, g, act, ws, chunk, NULL);
+}
+
+/* tree_ws: the counter over leaves of [dW | db], then the exact im2col buffers */
+size_t nn_conv_leaf_workspace(const nn_conv_geom *g, long chunk, int levels)
+{
+    size_t K = (size_t)g->c * g->kh * g->kw, P = (size_t)g->oh * g->ow, O = (size_t)g->out_c;
+    return ((size_t)levels + 1) * (O * K + O) + (size_t)chunk * P * K + O * K;
+}
+
+void nn_conv_backward_leaf(float *dx, float *dw, float *db, const float *dy, const float *y,
+                           const float *x, const float *w, long B, const nn_conv_geom *g,
+                           nn_act act, float *ws, long chunk, long leaf, float *tree_ws,
+                           int levels)
+{
+    const long P = (long)g->oh * g->ow, K = (long)g->c * g->kh * g->kw, O = g->out_c;
+    const long in_size = (long)g->c * g->h * g->w;
+    const size_t len = (size_t)(O * K + O);
+    if (db != dw + O * K) DT_BUG("conv leaf backward: bias gradient does not follow the weights");
+    if (!nn_whole_subtree(B, leaf)) DT_BUG("leaf mode: %ld samples are not whole leaves of %ld", B, leaf);
+    /* each leaf alone: chunks never span two leaves, so nothing of a leaf
+     * depends on the batch around it */
+    chunk = DT_MIN(chunk, leaf);
+    float *exact_ws = tree_ws + ((size_t)levels + 1) * len;
+    nn_tree t;
+    nn_tree_begin(&t, tree_ws, len, levels);
+    for (long k0 = 0; k0 < B; k0 += leaf) {
+        float *v = nn_tree_leaf(&t);
+        memset(v, 0, len * sizeof *v);
+        conv_backward(dx ? dx + k0 * in_size : NULL, v, v + O * K, dy + k0 * O * P,
+                      y + k0 * O * P, x + k0 * in_size, w, leaf, g, act, ws, chunk, exact_ws);
+        nn_tree_push(&t);
+    }
+    nn_tree_finish(&t, dw);
 }
 
 /* ---- the kind ------------------------------------------------------------ */
@@ -822,13 +896,25 @@ static int conv_setup(nn_layer *l, char *why, size_t why_size)
 
 static void conv_fwd(nn_layer *l, long n)
 {
-    nn_conv_forward(l->y, l->x, l->w, l->b, n, &l->conv, l->act, l->ws, l->chunk);
+    if (l->leaf)
+        nn_conv_forward_leaf(l->y, l->x, l->w, l->b, n, &l->conv, l->act, l->ws, l->chunk);
+    else
+        nn_conv_forward(l->y, l->x, l->w, l->b, n, &l->conv, l->act, l->ws, l->chunk);
 }
 
 static void conv_bwd(nn_layer *l, long n)
 {
-    nn_conv_backward(l->dx, l->dw, l->db, l->dy, l->y, l->x, l->w, n, &l->conv, l->act, l->ws,
-                     l->chunk);
+    if (l->leaf)
+        nn_conv_backward_leaf(l->dx, l->dw, l->db, l->dy, l->y, l->x, l->w, n, &l->conv, l->act,
+                              l->ws, l->chunk, l->leaf, l->leaf_ws, l->leaf_levels);
+    else
+        nn_conv_backward(l->dx, l->dw, l->db, l->dy, l->y, l->x, l->w, n, &l->conv, l->act,
+                         l->ws, l->chunk);
+}
+
+static size_t conv_leaf_ws(const nn_layer *l)
+{
+    return nn_conv_leaf_workspace(&l->conv, l->chunk, l->leaf_levels);
 }
 
 static void conv_label(const nn_layer *l, char *buf, size_t size)
@@ -838,4 +924,5 @@ static void conv_label(const nn_layer *l, char *buf, size_t size)
 }
 
 const nn_kind nn_kind_conv = {.name = "conv", .fuses_act = true, .setup = conv_setup,
-                              .forward = conv_fwd, .backward = conv_bwd, .label = conv_label};
+                              .forward = conv_fwd, .backward = conv_bwd, .label = conv_label,
+                              .leaf_workspace = conv_leaf_ws};

@@ -56,6 +56,42 @@ void nn_dense_backward(float *dx, float *dw, float *db, float *dy, const float *
                     in, 0.0f, dx, in);
 }
 
+/* ---- reproducible mode (leaf > 0; see tree.c) ----------------------------
+ * forward  y^T [out][B] = W x^T by nn_rows_gemm on x^T (each element one
+ *          chain over the inputs), transposed back, then the same epilogue;
+ * backward db and dW by the leaf tree; dx = dz W by nn_rows_gemm.
+ * Workspace: forward x^T and y^T; backward dz^T and the tree's buffer. */
+size_t nn_dense_leaf_workspace(long max_batch, int in, int out, int levels)
+{
+    size_t mb = (size_t)max_batch, fwd = ((size_t)in + (size_t)out) * mb;
+    size_t bwd = (size_t)out * mb + ((size_t)levels + 1) * (size_t)DT_MAX(in, out);
+    return DT_MAX(fwd, bwd);
+}
+
+void nn_dense_forward_leaf(float *y, const float *x, const float *w, const float *b, long B,
+                           int in, int out, nn_act act, float *ws)
+{
+    if (B <= 0) return;
+    float *xt = ws, *yt = ws + (size_t)in * (size_t)B;
+    nn_transpose(xt, x, B, in);
+    nn_rows_gemm(yt, B, w, in, 1, xt, B, out, B, in);
+    nn_transpose(y, yt, out, B);
+    nn_act_bias_rows(act, y, b, B, out);
+}
+
+void nn_dense_backward_leaf(float *dx, float *dw, float *db, float *dy, const float *y,
+                            const float *x, const float *w, long B, int in, int out, nn_act act,
+                            long leaf, float *ws, int levels)
+{
+    if (B <= 0) return;
+    if (act != NN_ACT_NONE) nn_act_backward(act, dy, dy, y, B * out); /* dy becomes dz */
+    float *dzt = ws, *buf = ws + (size_t)out * (size_t)B;
+    nn_bias_grads_tree(db, dy, B, out, leaf, buf, levels);
+    nn_transpose(dzt, dy, B, out);
+    nn_dense_dw_tree(dw, dzt, x, B, in, out, leaf, buf, levels);
+    if (dx) nn_rows_gemm(dx, in, dy, out, 1, w, in, B, in, out);
+}
+
 /* ---- the kind ------------------------------------------------------------ */
 static int dense_setup(nn_layer *l, char *why, size_t why_size)
 {
@@ -79,13 +115,28 @@ static int dense_setup(nn_layer *l, char *why, size_t why_size)
 
 static void dense_fwd(nn_layer *l, long n)
 {
-    nn_dense_forward(l->y, l->x, l->w, l->b, n, (int)l->in_size, (int)l->out_size, l->act);
+    if (l->leaf)
+        nn_dense_forward_leaf(l->y, l->x, l->w, l->b, n, (int)l->in_size, (int)l->out_size,
+                              l->act, l->leaf_ws);
+    else
+        nn_dense_forward(l->y, l->x, l->w, l->b, n, (int)l->in_size, (int)l->out_size, l->act);
 }
 
 static void dense_bwd(nn_layer *l, long n)
 {
-    nn_dense_backward(l->dx, l->dw, l->db, l->dy, l->y, l->x, l->w, n, (int)l->in_size,
-                      (int)l->out_size, l->act);
+    if (l->leaf)
+        nn_dense_backward_leaf(l->dx, l->dw, l->db, l->dy, l->y, l->x, l->w, n,
+                               (int)l->in_size, (int)l->out_size, l->act, l->leaf, l->leaf_ws,
+                               l->leaf_levels);
+    else
+        nn_dense_backward(l->dx, l->dw, l->db, l->dy, l->y, l->x, l->w, n, (int)l->in_size,
+                          (int)l->out_size, l->act);
+}
+
+static size_t dense_leaf_ws(const nn_layer *l)
+{
+    return nn_dense_leaf_workspace(l->max_batch, (int)l->in_size, (int)l->out_size,
+                                   l->leaf_levels);
 }
 
 static void dense_label(const nn_layer *l, char *buf, size_t size)
@@ -95,4 +146,4 @@ static void dense_label(const nn_layer *l, char *buf, size_t size)
 
 const nn_kind nn_kind_dense = {.name = "dense", .fuses_act = true, .setup = dense_setup,
                                .forward = dense_fwd, .backward = dense_bwd,
-                               .label = dense_label};
+                               .label = dense_label, .leaf_workspace = dense_leaf_ws};

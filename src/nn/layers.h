@@ -83,6 +83,69 @@ void nn_softmax_ce_forward(const float *z, const int *labels, long B, int C, dou
 /* dz = softmax(z) - onehot(label): the gradient of the SUMMED loss. */
 void nn_softmax_ce_backward(float *dz, const float *z, const int *labels, long B, int C);
 
+/* ---- tree.c: reproducible mode (dt_model_set_leaf; see tree.c) ---------- */
+/* Levels of a counter over `leaves` leaves: ceil(log2(leaves)) + 1. */
+int nn_tree_levels(long leaves);
+/* n is a multiple of leaf and n / leaf a power of two. */
+bool nn_whole_subtree(long n, long leaf);
+/* A binary counter over leaves of `len` floats in buf [(levels + 1) * len]:
+ * fill nn_tree_leaf() (NOT zeroed), push, repeat; finish adds the root
+ * (the tree's T(0, L); L must be a power of two) into dst. */
+typedef struct {
+    float *buf;
+    size_t len;
+    int levels;
+    long count;
+} nn_tree;
+void nn_tree_begin(nn_tree *t, float *buf, size_t len, int levels);
+float *nn_tree_leaf(nn_tree *t);
+void nn_tree_push(nn_tree *t);
+void nn_tree_finish(nn_tree *t, float *dst);
+/* T(0, leaves) of leaf_sums in double (overwrites them); leaves a power of 2. */
+double nn_tree_sum_double(double *leaf_sums, long leaves);
+/* db[o] += T over leaves of the leaf's sequential sum of dz[k][o];
+ * buf: (levels + 1) * out floats. */
+void nn_bias_grads_tree(float *db, const float *dz, long n, int out, long leaf, float *buf,
+                        int levels);
+/* dw[o][i] += T over leaves of the leaf's sequential sum of the rounded
+ * products dzt[o][k] * x[k][i] (dzt is dz transposed, [out][n]); n must be
+ * a whole subtree. buf: (levels + 1) * in floats (portable path). */
+void nn_dense_dw_tree(float *dw, const float *dzt, const float *x, long n, int in, int out,
+                      long leaf, float *buf, int levels);
+/* C[r][c] = sum_k A(r,k) B[k][c] (r < M, c < N; A(r,k) = A[r*rs_a + k*cs_a]),
+ * each element one fmaf chain in ascending k from 0: bits independent of M,
+ * N, and the element's position. Overwrites C. */
+void nn_rows_gemm(float *C, long ldc, const float *A, long rs_a, long cs_a, const float *B,
+                  long ldb, long M, long N, long K);
+/* dst [cols][rows] = src [rows][cols]^T */
+void nn_transpose(float *dst, const float *src, long rows, long cols);
+/* Tests: use at most this instruction set in the leaf kernels (all give the
+ * same bits); NN_ISA_AVX512, the best the CPU has, is the default. */
+enum { NN_ISA_PORTABLE, NN_ISA_AVX2, NN_ISA_AVX512 };
+void nn_leaf_limit_isa(int max_isa);
+
+/* Leaf-mode variants of the kernels (a layer with l->leaf > 0 calls these).
+ * ws: the layer's leaf workspace (nn_dense_leaf_workspace / nn_conv_leaf_workspace). */
+size_t nn_dense_leaf_workspace(long max_batch, int in, int out, int levels);
+void nn_dense_forward_leaf(float *y, const float *x, const float *w, const float *b, long B,
+                           int in, int out, nn_act act, float *ws);
+void nn_dense_backward_leaf(float *dx, float *dw, float *db, float *dy, const float *y,
+                            const float *x, const float *w, long B, int in, int out, nn_act act,
+                            long leaf, float *ws, int levels);
+size_t nn_conv_leaf_workspace(const nn_conv_geom *g, long chunk, int levels);
+/* forward with every GEMM row-invariant (the direct kernels are per sample) */
+void nn_conv_forward_leaf(float *y, const float *x, const float *w, const float *b, long B,
+                          const nn_conv_geom *g, nn_act act, float *ws, long chunk);
+/* backward leaf by leaf: each leaf's dW/db into a zeroed buffer by the
+ * ordinary kernel (GEMMs row-invariant), then the tree; B a whole subtree. */
+void nn_conv_backward_leaf(float *dx, float *dw, float *db, const float *dy, const float *y,
+                           const float *x, const float *w, long B, const nn_conv_geom *g,
+                           nn_act act, float *ws, long chunk, long leaf, float *tree_ws,
+                           int levels);
+/* per-sample cross-entropies (the terms nn_softmax_ce_forward sums) */
+void nn_softmax_ce_losses(const float *z, const int *labels, long B, int C, double *losses,
+                          long *correct);
+
 /* ---- the layer table ----------------------------------------------------
  * A kind is one nn_kind (defined next to its kernels) plus one line in
  * model.c's table. setup() infers and validates the output shape and
@@ -107,6 +170,8 @@ typedef struct {
     void (*backward)(nn_layer *l, long n);
     /* "conv 6x5x5 s1 p2", "dense 256", "relu" */
     void (*label)(const nn_layer *l, char *buf, size_t size);
+    /* floats of leaf-mode workspace (l->leaf_levels set); NULL: none */
+    size_t (*leaf_workspace)(const nn_layer *l);
 } nn_kind;
 
 extern const nn_kind nn_kind_dense, nn_kind_relu, nn_kind_sigmoid, nn_kind_tanh,
@@ -136,6 +201,9 @@ struct nn_layer {
     size_t n_idx;           /* maxpool argmax entries per sample */
     nn_conv_geom conv;
     long chunk;             /* conv: samples per im2col chunk */
+    long leaf;              /* reproducible mode: samples per leaf; 0 off */
+    int leaf_levels;        /* levels of the leaf counter at max_batch */
+    float *leaf_ws;         /* leaf-mode workspace (shared, the model's) */
 
     float *w, *b, *dw, *db;
     const float *x;         /* input (set by each forward) */
@@ -163,6 +231,9 @@ struct dt_model {
     int *labels;           /* copy of the last forward's labels */
     bool have_labels;
     long n;                /* samples of the last forward; -1 before any */
+    long leaf;             /* reproducible mode: samples per leaf; 0 off */
+    float *leaf_ws;        /* its workspace (max over layers) */
+    double *sample_loss;   /* its per-sample losses, max_batch */
     const float *logits;   /* output of the last layer (set by forward) */
 };
 

@@ -17,6 +17,7 @@
  *    at a time), and a copy of the labels.
  * Backward stops at the first parameterised layer, which also skips its dx
  * (nobody consumes it). */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -250,6 +251,8 @@ dt_status dt_model_create(const dt_layer_spec *specs, int n_layers, const int in
 void dt_model_free(dt_model *m)
 {
     if (!m) return;
+    dt_free(m->leaf_ws);
+    dt_free(m->sample_loss);
     dt_free(m->params);
     if (m->grads_owned) dt_free(m->grads);
     dt_free(m->acts);
@@ -349,7 +352,21 @@ void dt_model_forward(dt_model *m, const float *x, const int *y, long n, double 
     m->have_labels = y != NULL;
     if (y && n > 0) {
         memcpy(m->labels, y, (size_t)n * sizeof *y);
-        nn_softmax_ce_forward(in, y, n, m->outputs, loss_sum, correct);
+        if (m->leaf && loss_sum && nn_whole_subtree(n, m->leaf)) {
+            /* the loss over the same tree as the gradients, in double: a
+             * leaf is the sequential sum of its samples' losses */
+            double *v = m->sample_loss;
+            nn_softmax_ce_losses(in, y, n, m->outputs, v, correct);
+            long leaves = n / m->leaf;
+            for (long j = 0; j < leaves; j++) {
+                double leaf = v[j * m->leaf];
+                for (long k = j * m->leaf + 1; k < (j + 1) * m->leaf; k++) leaf += v[k];
+                v[j] = leaf;
+            }
+            *loss_sum += nn_tree_sum_double(v, leaves);
+        } else {
+            nn_softmax_ce_forward(in, y, n, m->outputs, loss_sum, correct);
+        }
     }
 }
 
@@ -357,6 +374,9 @@ void dt_model_backward(dt_model *m, dt_grad_ready_fn ready, void *ctx)
 {
     if (m->n < 0 || !m->have_labels) DT_BUG("backward needs a forward with labels first");
     long n = m->n;
+    if (m->leaf && n > 0 && !nn_whole_subtree(n, m->leaf))
+        DT_BUG("reproducible mode: backward of %ld samples, not a power-of-two number of leaves "
+               "of %ld", n, m->leaf);
     nn_layer *last = &m->layers[m->n_layers - 1];
     if (n > 0) nn_softmax_ce_backward(last->dy, m->logits, m->labels, n, m->outputs);
     for (int i = m->n_layers - 1; i >= m->first_param; i--) {
@@ -379,4 +399,133 @@ void dt_model_bind_grads(dt_model *m, float *grads)
         l->dw = m->grads + l->off;
         l->db = l->dw + l->n_w;
     }
+}
+
+/* ---- reproducible mode ----------------------------------------------------- */
+dt_status dt_model_set_leaf(dt_model *m, long leaf_samples, dt_error *err)
+{
+    if (leaf_samples < 0)
+        return dt_fail(err, DT_ECONFIG,
+                       "reproducible mode: a leaf of %ld samples; 0 (off) or a positive count",
+                       leaf_samples);
+    if (leaf_samples > m->max_batch)
+        return dt_fail(err, DT_ECONFIG,
+                       "reproducible mode: a leaf of %ld samples does not fit in a step of at "
+                       "most %ld samples",
+                       leaf_samples, m->max_batch);
+    dt_free(m->leaf_ws);
+    dt_free(m->sample_loss);
+    m->leaf_ws = NULL;
+    m->sample_loss = NULL;
+    m->leaf = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        m->layers[i].leaf = 0;
+        m->layers[i].leaf_ws = NULL;
+    }
+    if (leaf_samples == 0) return DT_OK;
+
+    int levels = nn_tree_levels(m->max_batch / leaf_samples);
+    size_t ws = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        nn_layer *l = &m->layers[i];
+        l->leaf_levels = levels;
+        if (l->kind->leaf_workspace) ws = DT_MAX(ws, l->kind->leaf_workspace(l));
+    }
+    m->leaf_ws = dt_alloc_aligned(ws * sizeof(float));
+    m->sample_loss = dt_malloc((size_t)m->max_batch * sizeof(double));
+    if (!m->leaf_ws || !m->sample_loss) {
+        dt_free(m->leaf_ws);
+        dt_free(m->sample_loss);
+        m->leaf_ws = NULL;
+        m->sample_loss = NULL;
+        return dt_fail(err, DT_EINTERNAL,
+                       "out of memory for reproducible mode's workspace (%zu MB)",
+                       (ws * sizeof(float)) >> 20);
+    }
+    m->leaf = leaf_samples;
+    for (int i = 0; i < m->n_layers; i++) {
+        m->layers[i].leaf = leaf_samples;
+        m->layers[i].leaf_ws = m->leaf_ws;
+    }
+    return DT_OK;
+}
+
+long dt_model_leaf(const dt_model *m) { return m->leaf; }
+
+/* One forward + backward of rows [first, first + n) of the check's batch
+ * from zeroed gradients: the gradients into g, the loss into *loss, the
+ * logits into z. */
+static void check_pass(dt_model *m, const float *x, const int *y, long first, long n, float *g,
+                       double *loss, float *z)
+{
+    dt_model_zero_grads(m);
+    *loss = 0.0;
+    dt_model_forward(m, x + first * m->input_size, y + first, n, loss, NULL);
+    memcpy(z, m->logits, (size_t)n * (size_t)m->outputs * sizeof *z);
+    dt_model_backward(m, NULL, NULL);
+    memcpy(g, m->grads, m->n_params * sizeof *g);
+}
+
+bool dt_model_rows_invariant(dt_model *m)
+{
+    const long s = m->leaf ? m->leaf : 1, C = m->outputs, np = (long)m->n_params;
+    long n = s;
+    while (2 * n <= m->max_batch) n *= 2;
+    const size_t nz = (size_t)n * (size_t)C;
+    float *x = dt_malloc((size_t)n * (size_t)m->input_size * sizeof *x);
+    int *y = dt_malloc((size_t)n * sizeof *y);
+    float *saved = dt_malloc((size_t)np * sizeof *saved);
+    float *g_full = dt_malloc((size_t)np * sizeof *g_full);
+    float *g_part = dt_malloc((size_t)np * 2 * sizeof *g_part);
+    float *z_full = dt_malloc(nz * sizeof *z_full), *z_part = dt_malloc(nz * sizeof *z_part);
+    bool same = false;
+    if (!x || !y || !saved || !g_full || !g_part || !z_full || !z_part) goto done;
+
+    /* inputs of either sign and size around 1, labels of every class: every
+     * relu and maxpool sees both branches, every output a gradient */
+    const uint64_t seed = 0x5eedcafe;
+    for (long k = 0; k < n * m->input_size; k++)
+        x[k] = (float)(2.0 * dt_rand_uniform(seed, 7, (uint64_t)k) - 1.0);
+    for (long k = 0; k < n; k++) y[k] = (int)dt_rand_below(seed, 8, (uint64_t)k, (uint64_t)C);
+    memcpy(saved, m->grads, (size_t)np * sizeof *saved);
+
+    double loss_full, loss_part[2];
+    check_pass(m, x, y, 0, n, g_full, &loss_full, z_full);
+    same = true;
+    if (n >= 2 * s) {
+        /* the two halves, each alone, then one float add per element */
+        for (int h = 0; h < 2; h++) {
+            check_pass(m, x, y, h * n / 2, n / 2, g_part + h * np, &loss_part[h], z_part);
+            same &= memcmp(z_part, z_full + (size_t)h * nz / 2, nz / 2 * sizeof *z_part) == 0;
+        }
+        for (long i = 0; i < np; i++) g_part[i] += g_part[np + i];
+        double loss = loss_part[0] + loss_part[1];
+        same &= memcmp(g_part, g_full, (size_t)np * sizeof *g_part) == 0;
+        same &= memcmp(&loss, &loss_full, sizeof loss) == 0;
+    }
+    /* the last sample alone */
+    dt_model_forward(m, x + (n - 1) * m->input_size, y + n - 1, 1, NULL, NULL);
+    same &= memcmp(m->logits, z_full + (size_t)(n - 1) * (size_t)C, (size_t)C * sizeof(float)) == 0;
+    /* one BLAS thread where this process uses several */
+    int threads = openblas_get_num_threads();
+    if (threads > 1) {
+        double loss;
+        openblas_set_num_threads(1);
+        check_pass(m, x, y, 0, n, g_part, &loss, z_part);
+        openblas_set_num_threads(threads);
+        same &= memcmp(g_part, g_full, (size_t)np * sizeof *g_part) == 0;
+        same &= memcmp(z_part, z_full, nz * sizeof *z_part) == 0;
+        same &= memcmp(&loss, &loss_full, sizeof loss) == 0;
+    }
+    memcpy(m->grads, saved, (size_t)np * sizeof *saved);
+    m->n = -1; /* the check's forward is nobody's to backward */
+done:
+    dt_free(x);
+    dt_free(y);
+    dt_free(saved);
+    dt_free(g_full);
+    dt_free(g_part);
+    dt_free(z_full);
+    dt_free(z_part);
+    return same;
 }

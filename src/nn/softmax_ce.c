@@ -12,28 +12,46 @@
 
 #include "layers.h"
 
+/* One sample's loss; *right is whether its first argmax is the label. */
+static inline double sample_ce(const float *zr, int y, int C, bool *right)
+{
+    int arg = 0;
+    float m = zr[0];
+    for (int j = 1; j < C; j++)
+        if (zr[j] > m) {
+            m = zr[j];
+            arg = j;
+        }
+    double s = 0.0;
+    for (int j = 0; j < C; j++) s += exp((double)zr[j] - (double)m);
+    DT_CHECK(y >= 0 && y < C);
+    *right = arg == y;
+    return (double)m + log(s) - (double)zr[y];
+}
+
 void nn_softmax_ce_forward(const float *z, const int *labels, long B, int C, double *loss_sum,
                            long *correct)
 {
     double loss = 0.0;
     long right = 0;
     for (long r = 0; r < B; r++) {
-        const float *zr = z + r * C;
-        int arg = 0;
-        float m = zr[0];
-        for (int j = 1; j < C; j++)
-            if (zr[j] > m) {
-                m = zr[j];
-                arg = j;
-            }
-        double s = 0.0;
-        for (int j = 0; j < C; j++) s += exp((double)zr[j] - (double)m);
-        int y = labels[r];
-        DT_CHECK(y >= 0 && y < C);
-        loss += (double)m + log(s) - (double)zr[y];
-        right += arg == y;
+        bool ok;
+        loss += sample_ce(z + r * C, labels[r], C, &ok);
+        right += ok;
     }
     if (loss_sum) *loss_sum += loss;
+    if (correct) *correct += right;
+}
+
+void nn_softmax_ce_losses(const float *z, const int *labels, long B, int C, double *losses,
+                          long *correct)
+{
+    long right = 0;
+    for (long r = 0; r < B; r++) {
+        bool ok;
+        losses[r] = sample_ce(z + r * C, labels[r], C, &ok);
+        right += ok;
+    }
     if (correct) *correct += right;
 }
 

@@ -290,7 +290,8 @@ static dt_status prepare(trainer *tr, dt_error *err)
     if ((st = agree(tr, st, err))) return st;
     tr->threads = dt_runtime_pick_threads(tr->cfg.runtime.threads, tr->comm->local_size);
     dt_runtime_set_threads(tr->threads);
-    return DT_OK;
+    st = train_check_reproducible(tr, err);
+    return agree(tr, st, err);
 }
 
 dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)

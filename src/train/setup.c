@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "dtrain/fs.h"
+#include "dtrain/runtime.h"
 #include "trainer.h"
 
 /* dir/name, or dir/name.gz when only that exists. A path that does not
@@ -150,6 +151,10 @@ static dt_status build_model(trainer *tr, long max_batch, dt_error *err)
     tr->grad_arena = dt_alloc_aligned((n_params + TAIL_COUNT) * sizeof(float));
     if (!tr->grad_arena) return dt_fail(err, DT_EINTERNAL, "out of memory");
     dt_model_bind_grads(tr->model, tr->grad_arena);
+    if (tr->repro.on) {
+        st = dt_model_set_leaf(tr->model, tr->repro.leaf_samples, err);
+        if (st) return st;
+    }
     dt_exchange_options xo = {
         .n_params = n_params,
         .n_tail = TAIL_COUNT,
@@ -158,20 +163,88 @@ static dt_status build_model(trainer *tr, long max_batch, dt_error *err)
         .update = c->comm.update,
         .algo = c->comm.allreduce,
         .dtype = c->comm.dtype,
+        .reproducible = tr->repro.on,
+        .tree_depth = tr->repro.depth,
     };
     return dt_exchange_create(&xo, &tr->exchange, err);
+}
+
+/* "1, 2, 4, 8" or "1, 2, 4, ..., 128": the world sizes that split
+ * `leaves` leaves into whole subtrees. */
+static void allowed_world_sizes(long leaves, char *buf, size_t size)
+{
+    int len = 0;
+    for (long p = 1; p <= leaves && len >= 0 && (size_t)len < size; p *= 2) {
+        const bool elide = leaves > 8 && p == 8;
+        if (elide) p = leaves;
+        len += snprintf(buf + len, size - (size_t)len, "%s%s%ld", p == 1 ? "" : ", ",
+                        elide ? "..., " : "", p);
+    }
+}
+
+/* comm.reproducible: the leaves follow from the global batch alone; the
+ * world size must split them into whole subtrees (a power of two dividing
+ * their number), and every batch must be whole. */
+static dt_status plan_leaves(trainer *tr, dt_error *err)
+{
+    const dt_config *c = &tr->cfg;
+    tr->repro.on = c->comm.reproducible;
+    if (!tr->repro.on) return DT_OK;
+    const long B = c->train.global_batch, N = tr->data.train.n;
+    const int P = tr->comm->world;
+    tr->repro.leaves = B & -B;
+    tr->repro.leaf_samples = B / tr->repro.leaves;
+    while ((1L << tr->repro.depth) < tr->repro.leaves) tr->repro.depth++;
+    if (P > tr->repro.leaves || tr->repro.leaves % P != 0) {
+        char allowed[160];
+        allowed_world_sizes(tr->repro.leaves, allowed, sizeof allowed);
+        return dt_fail(err, DT_ECONFIG,
+                       "%s: comm.reproducible: %d rank%s cannot split %ld lea%s of %ld sample%s "
+                       "into whole subtrees; use %s rank%s",
+                       c->source, P, P == 1 ? "" : "s", tr->repro.leaves,
+                       tr->repro.leaves == 1 ? "f" : "ves", tr->repro.leaf_samples,
+                       tr->repro.leaf_samples == 1 ? "" : "s", allowed,
+                       tr->repro.leaves == 1 ? "" : "s");
+    }
+    if (!c->data.drop_last && N % B != 0)
+        return dt_fail(err, DT_ECONFIG,
+                       "%s: comm.reproducible: with data.drop_last: false every epoch ends with "
+                       "a short batch of %ld samples (%ld training samples, train.global_batch "
+                       "%ld), and the leaves are cut from whole batches; set data.drop_last: "
+                       "true",
+                       c->source, N % B, N, B);
+    return DT_OK;
+}
+
+/* Reproducible: the buffers of the clipping norm's pieces and of the
+ * evaluation's fixed chunks (collective: the chunks' exchange). */
+static dt_status build_reproducible(trainer *tr, dt_error *err)
+{
+    if (!tr->repro.on) return DT_OK;
+    const long chunks = (tr->data.test.n + TRAIN_EVAL_CHUNK - 1) / TRAIN_EVAL_CHUNK;
+    tr->repro.eval_chunks = chunks;
+    tr->repro.piece_sumsq =
+        dt_calloc(dt_exchange_max_pieces(tr->exchange), sizeof *tr->repro.piece_sumsq);
+    tr->repro.chunk_loss = dt_calloc((size_t)chunks, sizeof(double));
+    tr->repro.chunk_correct = dt_calloc((size_t)chunks, sizeof(double));
+    if (!tr->repro.piece_sumsq || !tr->repro.chunk_loss || !tr->repro.chunk_correct)
+        return dt_fail(err, DT_EINTERNAL, "out of memory");
+    return dt_exact_create((size_t)chunks * sizeof(double), &tr->repro.eval_tree, err);
 }
 
 dt_status train_build(trainer *tr, dt_error *err)
 {
     const dt_config *c = &tr->cfg;
     const dt_comm *cm = tr->comm;
+    dt_status st = plan_leaves(tr, err);
+    if (st) return st;
     long begin, end;
     dt_shard(c->train.global_batch, cm->rank, cm->world, &begin, &end);
     const long shard_max = end - begin + 1; /* a short last batch is never larger */
     const long max_batch = DT_MAX(shard_max, TRAIN_EVAL_CHUNK);
-    dt_status st = build_model(tr, max_batch, err);
+    st = build_model(tr, max_batch, err);
     if (st) return st;
+    if ((st = build_reproducible(tr, err))) return st;
     st = dt_optim_init(&tr->opt, &c->optimizer.hp, dt_model_param_count(tr->model), err);
     if (st) return st;
     if (tr->average.kind != DT_AVERAGE_NONE) {
@@ -210,6 +283,19 @@ dt_status train_build_weights_only(trainer *tr, dt_error *err)
     return train_checkpoint_identity(tr, &tr->ckpt_id, err);
 }
 
+/* Reproducible: the model's own start-up check, once the BLAS threads are
+ * set (a sample's result must not depend on them either). */
+dt_status train_check_reproducible(trainer *tr, dt_error *err)
+{
+    if (!tr->repro.on || dt_model_rows_invariant(tr->model)) return DT_OK;
+    return dt_fail(err, DT_EINTERNAL,
+                   "comm.reproducible: the start-up self-check failed: with this build and "
+                   "OpenBLAS kernel (%s) a sample's result depends on the rest of its batch or "
+                   "on the BLAS threads (%d), so the run would not be reproducible; run without "
+                   "comm.reproducible",
+                   dt_runtime_blas_core(), tr->threads);
+}
+
 void train_free(trainer *tr)
 {
     dt_metrics_close(tr->metrics);
@@ -220,6 +306,10 @@ void train_free(trainer *tr)
     dt_free(tr->avg);
     dt_free(tr->avg_swap);
     dt_exchange_free(tr->exchange);
+    dt_exact_free(tr->repro.eval_tree);
+    dt_free(tr->repro.piece_sumsq);
+    dt_free(tr->repro.chunk_loss);
+    dt_free(tr->repro.chunk_correct);
     dt_model_free(tr->model);
     dt_free(tr->grad_arena);
     dt_dataset_free(&tr->data.train);

@@ -12,7 +12,14 @@
  *
  * Every rank reaches the same verdict (finite or not, stop or not): from
  * the summed gradient it holds, or (sharded) from what travels with the
- * parameters. Nothing here allocates. */
+ * parameters. Nothing here allocates.
+ *
+ * Reproducible mode (comm.reproducible) changes three things, so that
+ * every bit is independent of the world size: the exchange sums over a
+ * fixed tree (exchange.h); the clipping norm is one double per fixed
+ * piece, combined over the pieces' tree, in both update modes; and
+ * evaluation runs fixed chunks of the test set whose sums are added in
+ * chunk order on every rank. */
 #include <math.h>
 #include <string.h>
 
@@ -48,6 +55,8 @@ typedef struct {
     bool hold;
     bool bad;     /* a non-finite gradient in one of this rank's ranges */
     double sumsq; /* of this rank's ranges, for clipping */
+    double *piece_sumsq; /* reproducible: each range's own, in order */
+    size_t n_pieces, max_pieces;
     double seconds;
 } update_ctx;
 
@@ -57,6 +66,10 @@ static void prepare_and_step(void *ctx, size_t lo, size_t hi)
     double t0 = dt_comm_time(), sumsq;
     bool finite = dt_optim_prepare_range(u->opt, u->w, u->g, u->scale, lo, hi, &sumsq);
     u->sumsq += sumsq;
+    if (u->piece_sumsq) {
+        DT_CHECK(u->n_pieces < u->max_pieces);
+        u->piece_sumsq[u->n_pieces++] = sumsq;
+    }
     u->bad |= !finite;
     if (!u->hold && finite) dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi);
     u->seconds += dt_comm_time() - t0;
@@ -69,21 +82,49 @@ static void clip_and_step(void *ctx, size_t lo, size_t hi)
     dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi);
 }
 
+static void read_tail(const double *tail, step_record *rec)
+{
+    rec->loss = tail[TAIL_LOSS_SUM] / (double)rec->samples;
+    rec->stop = tail[TAIL_STOP] > 0;
+}
+
+/* Reproducible: both update modes run on the exchange's pieces; a held
+ * update (clipping, skip) first sums the pieces' squared norms over their
+ * fixed tree, with the count of non-finite pieces. */
+static bool exchange_and_update_exact(trainer *tr, step_record *rec, update_ctx *u)
+{
+    dt_exchange *x = tr->exchange;
+    u->piece_sumsq = tr->repro.piece_sumsq;
+    u->max_pieces = dt_exchange_max_pieces(x);
+    read_tail(dt_exchange_finish(x, prepare_and_step, u), rec);
+    bool finite;
+    if (u->hold) {
+        double bad = u->bad ? 1 : 0;
+        u->sumsq = dt_exchange_piece_sum(x, u->piece_sumsq, &bad);
+        finite = bad == 0;
+        double t0 = dt_comm_time();
+        if (finite) dt_exchange_for_each_piece(x, clip_and_step, u);
+        u->seconds += dt_comm_time() - t0;
+        if (finite) dt_exchange_params(x, u->w, false);
+    } else {
+        finite = !dt_exchange_params(x, u->w, u->bad);
+    }
+    if (finite) dt_optim_advance(&tr->opt);
+    return finite;
+}
+
 /* Complete the exchange and apply the update; returns whether the gradient
  * was finite on every rank (the same verdict everywhere). */
 static bool exchange_and_update(trainer *tr, step_record *rec, update_ctx *u)
 {
     dt_exchange *x = tr->exchange;
+    if (tr->repro.on) return exchange_and_update_exact(tr, rec, u);
     const bool sharded = dt_exchange_sharded(x);
     if (!u->hold || sharded) {
-        const float *tail = dt_exchange_finish(x, prepare_and_step, u);
-        rec->loss = (double)tail[TAIL_LOSS_SUM] / (double)rec->samples;
-        rec->stop = tail[TAIL_STOP] > 0;
+        read_tail(dt_exchange_finish(x, prepare_and_step, u), rec);
     } else {
         /* replicated, held: the whole arena at once, as SPEC writes it */
-        const float *tail = dt_exchange_finish(x, NULL, NULL);
-        rec->loss = (double)tail[TAIL_LOSS_SUM] / (double)rec->samples;
-        rec->stop = tail[TAIL_STOP] > 0;
+        read_tail(dt_exchange_finish(x, NULL, NULL), rec);
         double t0 = dt_comm_time();
         bool finite = dt_optim_prepare(&tr->opt, u->w, u->g, u->scale);
         if (finite) dt_optim_step(&tr->opt, u->w, u->g, u->lr);
@@ -167,8 +208,7 @@ static void trace_step(trainer *tr, long step, const double t[5], double opt_sec
 
 void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
 {
-    const size_t n_params = dt_model_param_count(tr->model);
-    float *tail = tr->grad_arena + n_params;
+    double *tail = dt_exchange_tail(tr->exchange);
     rec->step = step;
     rec->epoch = (step - 1) / tr->upe;
     rec->epoch_end = (step - 1) % tr->upe == tr->upe - 1;
@@ -184,8 +224,8 @@ void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
 
     /* The tail is final before backward starts, so it may leave first. A
      * rank with an empty shard joins with zeros (SPEC step 1). */
-    tail[TAIL_LOSS_SUM] = (float)loss_sum;
-    tail[TAIL_STOP] = train_stop_signal ? 1.0f : 0.0f;
+    tail[TAIL_LOSS_SUM] = loss_sum;
+    tail[TAIL_STOP] = train_stop_signal ? 1.0 : 0.0;
     dt_exchange_begin(tr->exchange, tr->grad_arena);
     const bool traced = dt_trace_wants(tr->trace, step);
     backward_watch watch = {tr->exchange, tr->trace, step, t2, 0};
@@ -222,20 +262,63 @@ void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
     if (traced) trace_step(tr, step, (const double[5]){t0, t1, t2, t3, t4}, u.seconds);
 }
 
+/* The test samples [first, first + n) into data.x/y. */
+static void gather_test(train_data *d, long first, long n)
+{
+    uint32_t idx[TRAIN_EVAL_CHUNK];
+    for (long j = 0; j < n; j++) idx[j] = (uint32_t)(first + j);
+    dt_gather_batch(&d->test, idx, n, (float)d->mean, (float)d->std, d->x, d->y);
+}
+
+/* Reproducible: chunk c is test samples [c * TRAIN_EVAL_CHUNK, ...) on any
+ * P; each rank evaluates the chunks of its piece of the chunk list (the
+ * fixed partition of reduce_exact.h), every chunk's sums go to every rank,
+ * and every rank adds them in chunk order. */
+static void evaluate_exact(trainer *tr, double *loss, double *accuracy)
+{
+    train_data *d = &tr->data;
+    const long chunks = tr->repro.eval_chunks;
+    double *closs = tr->repro.chunk_loss, *ccorrect = tr->repro.chunk_correct;
+    size_t lo, hi;
+    dt_exact_piece_of(tr->repro.eval_tree, tr->comm->rank, (size_t)chunks, &lo, &hi);
+    for (size_t c = lo; c < hi; c++) {
+        const long first = (long)c * TRAIN_EVAL_CHUNK;
+        const long n = DT_MIN(TRAIN_EVAL_CHUNK, d->test.n - first);
+        gather_test(d, first, n);
+        double l = 0;
+        long correct = 0;
+        dt_model_forward(tr->model, d->x, d->y, n, &l, &correct);
+        closs[c] = l;
+        ccorrect[c] = (double)correct;
+    }
+    dt_exact_allgather(tr->repro.eval_tree, DT_EXACT_DOUBLE, closs, (size_t)chunks);
+    dt_exact_allgather(tr->repro.eval_tree, DT_EXACT_DOUBLE, ccorrect, (size_t)chunks);
+    double sums[2] = {0, 0};
+    for (long c = 0; c < chunks; c++) {
+        sums[0] += closs[c];
+        sums[1] += ccorrect[c];
+    }
+    *loss = sums[0] / (double)d->test.n;
+    *accuracy = sums[1] / (double)d->test.n;
+}
+
 /* Mean test loss and accuracy: each rank evaluates a contiguous slice of
  * the test set in chunks, the sums are reduced. */
 void train_evaluate(trainer *tr, double *loss, double *accuracy)
 {
     double t0 = dt_comm_time();
     train_data *d = &tr->data;
+    if (tr->repro.on) {
+        evaluate_exact(tr, loss, accuracy);
+        tr->time.eval += dt_comm_time() - t0;
+        return;
+    }
     long begin, end;
     dt_shard(d->test.n, tr->comm->rank, tr->comm->world, &begin, &end);
     double sums[2] = {0, 0}; /* loss, correct */
-    uint32_t idx[TRAIN_EVAL_CHUNK];
     for (long i = begin; i < end; i += TRAIN_EVAL_CHUNK) {
         long n = DT_MIN(TRAIN_EVAL_CHUNK, end - i);
-        for (long j = 0; j < n; j++) idx[j] = (uint32_t)(i + j);
-        dt_gather_batch(&d->test, idx, n, (float)d->mean, (float)d->std, d->x, d->y);
+        gather_test(d, i, n);
         long correct = 0;
         dt_model_forward(tr->model, d->x, d->y, n, &sums[0], &correct);
         sums[1] += (double)correct;

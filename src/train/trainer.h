@@ -30,6 +30,7 @@
 #include "dtrain/metrics.h"
 #include "dtrain/nn.h"
 #include "dtrain/optim.h"
+#include "dtrain/reduce_exact.h"
 #include "dtrain/sched.h"
 #include "dtrain/trace.h"
 
@@ -37,8 +38,8 @@
  * samples (the model's buffers hold at least this many). */
 #define TRAIN_EVAL_CHUNK 256
 
-/* Floats that travel after the gradients through the gradient exchange,
- * summed with them: global quantities of an update at no extra collective. */
+/* Global quantities of an update that travel with the gradients through
+ * the exchange (its tail), summed with them at no extra collective. */
 enum {
     TAIL_LOSS_SUM, /* sum of the per-sample losses of this rank's shard */
     TAIL_STOP,     /* 1 if this rank was asked to stop (SIGTERM, SIGUSR1) */
@@ -79,6 +80,17 @@ typedef struct {
     dt_metrics *metrics;    /* rank 0 only */
     dt_trace *trace;        /* the timeline; NULL when run.trace is not set */
     dt_ckpt_header ckpt_id; /* what identifies this run's checkpoints */
+    /* comm.reproducible: the same bits on every power-of-two world size */
+    struct {
+        bool on;
+        long leaves;          /* of the global batch: its largest power-of-two divisor */
+        long leaf_samples;    /* global batch / leaves */
+        int depth;            /* log2(leaves) */
+        double *piece_sumsq;  /* one per exchange piece: the clipping norm's blocks */
+        dt_exact *eval_tree;  /* evaluation: every chunk's sums to every rank */
+        long eval_chunks;     /* fixed chunks of TRAIN_EVAL_CHUNK test samples */
+        double *chunk_loss, *chunk_correct;
+    } repro;
     uint64_t ckpt_allocs;   /* allocations made by checkpoint writes */
     phase_times time;
 } trainer;
@@ -114,6 +126,7 @@ dt_status train_build(trainer *tr, dt_error *err);
 /* The model (for one sample), the optimizer and the checkpoint identity,
  * without data: enough to read a checkpoint and export its weights. */
 dt_status train_build_weights_only(trainer *tr, dt_error *err);
+dt_status train_check_reproducible(trainer *tr, dt_error *err);
 void train_free(trainer *tr);
 
 /* step.c */

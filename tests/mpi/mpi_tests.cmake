@@ -99,3 +99,22 @@ set_tests_properties(mpi_storage_faults_tmpfs PROPERTIES SKIP_RETURN_CODE 77)
 
 # The timeline (run.trace).
 dt_mpi_test(trace trace.sh)
+
+# Reproducible mode (comm.reproducible): the same bits on 1, 2 and 4 ranks,
+# for the MLP and LeNet, momentum (with clipping at a norm that is reached)
+# and Adam, replicated and sharded (the two update modes give the same bits
+# too); a stop on 4 ranks resumed on 2; the default mode does differ; the
+# world sizes and settings that cannot be exact are refused at start-up.
+# 1 rank with 2 BLAS threads is compared with 2 and 4 ranks with 1.
+set(DT_LENET_LAYERS "model.layers=[{conv: {out: 6, kernel: 5, pad: 2}}, relu, {maxpool: {size: 2, stride: 2}}, {conv: {out: 16, kernel: 5}}, relu, {maxpool: {size: 2, stride: 2}}, {dense: 120}, relu, {dense: 84}, relu, {dense: 10}]")
+dt_mpi_test(reproducible_mlp_momentum_clip reproducible.sh same fashion_mnist_mlp.yaml
+            "1:replicated:2 2 4 4:sharded" --set optimizer.clip_grad_norm=0.5)
+dt_mpi_test(reproducible_mlp_adam_sharded reproducible.sh same optim/adam.yaml
+            "1:sharded 2:sharded 4:sharded 2")
+dt_mpi_test(reproducible_lenet_momentum_sharded_clip reproducible.sh same fashion_mnist_lenet.yaml
+            "1:sharded 2:sharded 4:sharded" --set optimizer.clip_grad_norm=0.5)
+dt_mpi_test(reproducible_lenet_adam reproducible.sh same optim/adam.yaml "1:replicated:2 2 4"
+            --set "${DT_LENET_LAYERS}")
+dt_mpi_test(reproducible_resume_4_to_2 reproducible.sh resume optim/momentum.yaml)
+dt_mpi_test(reproducible_default_differs reproducible.sh default_differs fashion_mnist_mlp.yaml)
+dt_mpi_test(reproducible_refused reproducible.sh refuse)

@@ -22,3 +22,14 @@ dt_reduce_test(np4 4 "")
 dt_reduce_test(nodes_2x2 4 2)
 dt_reduce_test(nodes_2p1 3 2)
 dt_reduce_test(nodes_3x1 3 1)
+
+# The fixed-tree sums of reduce_exact.h (tests/mpi/reduce_exact_test.c): the
+# bits of the 1-rank tree over 8 leaves on 1, 2, 4 and 8 ranks; 3 ranks are
+# refused.
+add_executable(reduce_exact_test ${CMAKE_CURRENT_LIST_DIR}/reduce_exact_test.c)
+target_link_libraries(reduce_exact_test PRIVATE dt_comm)
+foreach(np 1 2 3 4 8)
+  add_test(NAME mpi_reduce_exact_np${np} COMMAND ${DT_MPIEXEC} -np ${np} $<TARGET_FILE:reduce_exact_test>)
+  set_tests_properties(mpi_reduce_exact_np${np} PROPERTIES LABELS mpi TIMEOUT 600
+                       ENVIRONMENT "${DT_SANITIZE_ENV}")
+endforeach()

@@ -62,3 +62,9 @@ add_test(NAME smpi_sweep COMMAND bash ${DT_SLURM_DIR}/smpi_sweep.sh ${DT_SMPI_BU
 set_tests_properties(smpi_sweep PROPERTIES FIXTURES_REQUIRED "smpi_dtrain;test_data" LABELS smpi
                      TIMEOUT 600 SKIP_RETURN_CODE 77
                      ENVIRONMENT "DT_SOURCE=${PROJECT_SOURCE_DIR};DT_TEST_DATA=${DT_TEST_DATA}")
+# smpi_reproducible: comm.reproducible gives the same bits at P = 1, 2, 16
+# (sharded) and 8 to 128 (replicated) on the simulated cluster (5 minutes here, 8-9 under load).
+add_test(NAME smpi_reproducible COMMAND bash ${DT_SLURM_DIR}/smpi_reproducible.sh ${DT_SMPI_BUILD}/dtrain)
+set_tests_properties(smpi_reproducible PROPERTIES FIXTURES_REQUIRED "smpi_dtrain;test_data" LABELS smpi
+                     TIMEOUT 900 SKIP_RETURN_CODE 77
+                     ENVIRONMENT "DT_SOURCE=${PROJECT_SOURCE_DIR};DT_TEST_DATA=${DT_TEST_DATA}")

@@ -1019,6 +1019,413 @@ START_TEST(test_forward_values)
 }
 END_TEST
 
+
+/* ---- reproducible mode (dt_model_set_leaf) ------------------------------------
+ * The contract: with leaves of s samples, backward of n samples (a whole
+ * subtree) equals bit for bit the tree-combination of the backward of its
+ * halves, and of its quarters, each computed alone from zeroed gradients;
+ * the loss likewise in double; every sample's outputs do not depend on the
+ * batch around it nor on the BLAS thread count. */
+void openblas_set_num_threads(int threads); /* OpenBLAS's, as in its cblas.h */
+int openblas_get_num_threads(void);
+
+#define LEAF_N 128
+
+/* Small models for the leaf tests, built for max_batch 128. Sizes are odd
+ * on purpose (tails of every kernel): an MLP on 63 inputs; one on 64 with
+ * multiples of 16; a LeNet-like stack on 1x12x12 (the direct conv kernels
+ * where the CPU has AVX2); the stride-2 stack of make_lenet_small (the
+ * im2col path). */
+static dt_model *leaf_model(int which)
+{
+    dt_model *m;
+    if (which == 0) {
+        dt_layer_spec s[] = {DENSE(37), ACT(DT_LAYER_RELU), DENSE(19), ACT(DT_LAYER_TANH),
+                             DENSE(10)};
+        m = make(s, DT_ARRAY_LEN(s), 1, 7, 9, LEAF_N);
+    } else if (which == 1) {
+        dt_layer_spec s[] = {DENSE(48), ACT(DT_LAYER_RELU), DENSE(32), ACT(DT_LAYER_RELU),
+                             DENSE(10)};
+        m = make(s, DT_ARRAY_LEN(s), 1, 8, 8, LEAF_N);
+    } else if (which == 2) {
+        dt_layer_spec s[] = {CONV(4, 3, 1, 1),  ACT(DT_LAYER_RELU), POOL(2, 2),
+                             CONV(6, 3, 1, 0),  ACT(DT_LAYER_RELU), POOL(2, 2),
+                             DENSE(16),         ACT(DT_LAYER_RELU), DENSE(10)};
+        m = make(s, DT_ARRAY_LEN(s), 1, 12, 12, LEAF_N);
+    } else {
+        m = make_lenet_small(LEAF_N);
+    }
+    dt_model_init_params(m, DT_INIT_HE, 11 + (uint64_t)which);
+    float *p = dt_model_params(m);
+    for (size_t k = 0; k < dt_model_param_count(m); k++) p[k] += 0.01f; /* nonzero biases */
+    return m;
+}
+
+static float *leaf_inputs(const dt_model *m, int *y)
+{
+    long in = dt_model_input_size(m);
+    float *x = malloc(sizeof(float) * LEAF_N * (size_t)in);
+    fill_uniform(x, LEAF_N * in, 71, -1, 1);
+    for (int k = 0; k < LEAF_N; k++) y[k] = (k * 7 + 3) % dt_model_outputs(m);
+    return x;
+}
+
+/* forward + backward of rows [first, first + n) from zeroed gradients */
+static void leaf_pass(dt_model *m, const float *x, const int *y, long first, long n, float *g,
+                      double *loss)
+{
+    long in = dt_model_input_size(m);
+    *loss = 0;
+    dt_model_zero_grads(m);
+    dt_model_forward(m, x + first * in, y + first, n, loss, NULL);
+    dt_model_backward(m, NULL, NULL);
+    memcpy(g, dt_model_grads(m), sizeof(float) * dt_model_param_count(m));
+}
+
+/* T(a, b) of the contract over per-leaf vectors g[leaf][np], in place into
+ * g[a]: T(a, mid) + T(mid, b), mid = (a + b) / 2 (the test's own tree) */
+static void tree_combine(float *g, size_t np, long a, long b)
+{
+    if (b - a < 2) return;
+    long mid = (a + b) / 2;
+    tree_combine(g, np, a, mid);
+    tree_combine(g, np, mid, b);
+    for (size_t k = 0; k < np; k++) g[(size_t)a * np + k] += g[(size_t)mid * np + k];
+}
+
+static double tree_combine_double(double *v, long a, long b)
+{
+    if (b - a == 1) return v[a];
+    long mid = (a + b) / 2;
+    return tree_combine_double(v, a, mid) + tree_combine_double(v, mid, b);
+}
+
+/* The gradient and loss of all 128 rows vs the tree-combination of parts
+ * computed alone: halves (g0 + g1) and quarters ((q0 + q1) + (q2 + q3)). */
+static void check_tree_split(dt_model *m, long leaf, const char *what)
+{
+    size_t np = dt_model_param_count(m);
+    int y[LEAF_N];
+    float *x = leaf_inputs(m, y);
+    float *full = malloc(sizeof(float) * np), *part = malloc(sizeof(float) * np * 4);
+    ck_assert(dt_model_set_leaf(m, leaf, NULL) == DT_OK);
+    double lf, lp[4];
+    leaf_pass(m, x, y, 0, LEAF_N, full, &lf);
+    for (int h = 0; h < 2; h++) leaf_pass(m, x, y, h * LEAF_N / 2, LEAF_N / 2, part + h * np, &lp[h]);
+    for (size_t k = 0; k < np; k++) part[k] += part[np + k];
+    double l2 = lp[0] + lp[1];
+    ck_assert_msg(memcmp(part, full, sizeof(float) * np) == 0, "%s leaf %ld: halves differ", what, leaf);
+    ck_assert_msg(memcmp(&l2, &lf, sizeof l2) == 0, "%s leaf %ld: loss of halves %.17g vs %.17g",
+                  what, leaf, l2, lf);
+    for (int q = 0; q < 4; q++) leaf_pass(m, x, y, q * LEAF_N / 4, LEAF_N / 4, part + q * np, &lp[q]);
+    for (size_t k = 0; k < np; k++) {
+        float a = part[k] + part[np + k], b = part[2 * np + k] + part[3 * np + k];
+        part[k] = a + b;
+    }
+    double l4 = (lp[0] + lp[1]) + (lp[2] + lp[3]);
+    ck_assert_msg(memcmp(part, full, sizeof(float) * np) == 0, "%s leaf %ld: quarters differ", what, leaf);
+    ck_assert_msg(memcmp(&l4, &lf, sizeof l4) == 0, "%s leaf %ld: loss of quarters", what, leaf);
+    /* every leaf alone (what 128 / leaf ranks compute), combined by the
+     * test's own recursive tree: the whole contract, including the order
+     * inside the kernels' register blocks */
+    long leaves = LEAF_N / leaf;
+    float *each = malloc(sizeof(float) * np * (size_t)leaves);
+    double lleaf[LEAF_N];
+    for (long j = 0; j < leaves; j++) leaf_pass(m, x, y, j * leaf, leaf, each + j * np, &lleaf[j]);
+    tree_combine(each, np, 0, leaves);
+    double lt = tree_combine_double(lleaf, 0, leaves);
+    ck_assert_msg(memcmp(each, full, sizeof(float) * np) == 0, "%s leaf %ld: leaves alone differ",
+                  what, leaf);
+    ck_assert_msg(memcmp(&lt, &lf, sizeof lt) == 0, "%s leaf %ld: loss of leaves", what, leaf);
+    free(each);
+    /* one and two BLAS threads */
+    int threads = openblas_get_num_threads();
+    openblas_set_num_threads(threads == 1 ? 2 : 1);
+    leaf_pass(m, x, y, 0, LEAF_N, part, &lp[0]);
+    openblas_set_num_threads(threads);
+    ck_assert_msg(memcmp(part, full, sizeof(float) * np) == 0, "%s leaf %ld: threads differ", what, leaf);
+    ck_assert(memcmp(&lp[0], &lf, sizeof lf) == 0);
+    free(x);
+    free(full);
+    free(part);
+}
+
+START_TEST(test_leaf_tree_mlp)
+{
+    for (int which = 0; which < 2; which++)
+        for (long leaf = 1; leaf <= 4; leaf *= 2) {
+            dt_model *m = leaf_model(which);
+            check_tree_split(m, leaf, which ? "MLP 64" : "MLP 63");
+            dt_model_free(m);
+        }
+}
+END_TEST
+
+START_TEST(test_leaf_tree_lenet)
+{
+    for (int which = 2; which < 4; which++)
+        for (long leaf = 1; leaf <= 2; leaf++) {
+            dt_model *m = leaf_model(which);
+            check_tree_split(m, leaf, which == 2 ? "LeNet direct" : "LeNet im2col");
+            dt_model_free(m);
+        }
+}
+END_TEST
+
+/* A sample's logits and every activation row: alone, and at its place in a
+ * batch of 128, bit for bit (and the correct count and per-sample loss). */
+START_TEST(test_leaf_rows_invariant)
+{
+    for (int which = 0; which < 4; which++) {
+        dt_model *m = leaf_model(which);
+        ck_assert(dt_model_set_leaf(m, 1, NULL) == DT_OK);
+        int y[LEAF_N];
+        float *x = leaf_inputs(m, y);
+        long in = dt_model_input_size(m), C = dt_model_outputs(m);
+        float *acts = malloc(sizeof(float) * LEAF_N * 4096);
+        dt_model_forward(m, x, y, LEAF_N, NULL, NULL);
+        /* every layer's output of the batch, concatenated */
+        size_t at = 0;
+        for (int i = 0; i < m->n_layers; i++) {
+            const nn_layer *l = &m->layers[i];
+            if (l->kind->in_place) continue;
+            memcpy(acts + at, l->y, sizeof(float) * LEAF_N * (size_t)l->out_size);
+            at += LEAF_N * (size_t)l->out_size;
+        }
+        ck_assert(at <= LEAF_N * 4096);
+        for (long k = 0; k < LEAF_N; k += 5) {
+            double loss = 0;
+            dt_model_forward(m, x + k * in, y + k, 1, &loss, NULL);
+            size_t off = 0;
+            for (int i = 0; i < m->n_layers; i++) {
+                const nn_layer *l = &m->layers[i];
+                if (l->kind->in_place) continue;
+                ck_assert_msg(memcmp(l->y, acts + off + k * l->out_size,
+                                     sizeof(float) * (size_t)l->out_size) == 0,
+                              "model %d layer %d: sample %ld alone differs", which, i, k);
+                off += LEAF_N * (size_t)l->out_size;
+            }
+            double ref = 0;
+            nn_softmax_ce_forward(acts + off - LEAF_N * C + k * C, y + k, 1, (int)C, &ref, NULL);
+            ck_assert(memcmp(&loss, &ref, sizeof ref) == 0);
+        }
+        free(acts);
+        free(x);
+        dt_model_free(m);
+    }
+}
+END_TEST
+
+/* The input gradient of the first layer that has one: for each sample,
+ * backward alone vs inside the batch (read through a conv/dense whose dx
+ * is kept: the second parameterised layer's). */
+START_TEST(test_leaf_dx_rows_invariant)
+{
+    for (int which = 0; which < 4; which++) {
+        dt_model *m = leaf_model(which);
+        ck_assert(dt_model_set_leaf(m, 1, NULL) == DT_OK);
+        int y[LEAF_N];
+        float *x = leaf_inputs(m, y);
+        long in = dt_model_input_size(m);
+        /* the second parameterised layer: its dx is the last one written */
+        const nn_layer *l = NULL;
+        int seen = 0;
+        for (int i = 0; i < m->n_layers && !l; i++)
+            if (m->layers[i].n_w && ++seen == 2) l = &m->layers[i];
+        ck_assert(l && l->dx);
+        size_t row = (size_t)l->in_size;
+        float *dx = malloc(sizeof(float) * LEAF_N * row);
+        dt_model_forward(m, x, y, LEAF_N, NULL, NULL);
+        dt_model_backward(m, NULL, NULL);
+        memcpy(dx, l->dx, sizeof(float) * LEAF_N * row);
+        for (long k = 0; k < LEAF_N; k += 3) {
+            dt_model_forward(m, x + k * in, y + k, 1, NULL, NULL);
+            dt_model_backward(m, NULL, NULL);
+            ck_assert_msg(memcmp(l->dx, dx + k * row, sizeof(float) * row) == 0,
+                          "model %d: dx of sample %ld alone differs", which, k);
+        }
+        free(dx);
+        free(x);
+        dt_model_free(m);
+    }
+}
+END_TEST
+
+/* Leaf mode computes the same gradient as the default mode up to float
+ * rounding (sums in another order), and switching back restores the
+ * default mode's bits. */
+START_TEST(test_leaf_matches_default)
+{
+    for (int which = 0; which < 4; which++) {
+        dt_model *m = leaf_model(which);
+        size_t np = dt_model_param_count(m);
+        int y[LEAF_N];
+        float *x = leaf_inputs(m, y);
+        float *gd = malloc(sizeof(float) * np), *gl = malloc(sizeof(float) * np);
+        float *gd2 = malloc(sizeof(float) * np);
+        double ld, ll, ld2;
+        leaf_pass(m, x, y, 0, LEAF_N, gd, &ld);
+        ck_assert(dt_model_set_leaf(m, 2, NULL) == DT_OK);
+        ck_assert_int_eq(dt_model_leaf(m), 2);
+        leaf_pass(m, x, y, 0, LEAF_N, gl, &ll);
+        ck_assert(dt_model_set_leaf(m, 0, NULL) == DT_OK);
+        ck_assert_int_eq(dt_model_leaf(m), 0);
+        leaf_pass(m, x, y, 0, LEAF_N, gd2, &ld2);
+        ck_assert(memcmp(gd, gd2, sizeof(float) * np) == 0 && ld == ld2);
+        double gmax = 0;
+        for (size_t k = 0; k < np; k++) gmax = fmax(gmax, fabs(gd[k]));
+        bool any_differs = false;
+        for (size_t k = 0; k < np; k++) {
+            ck_assert_msg(fabs(gd[k] - gl[k]) <= 1e-5 * gmax + 1e-4 * fabs(gd[k]),
+                          "model %d param %zu: default %.9g, leaf %.9g", which, k, gd[k], gl[k]);
+            any_differs |= gd[k] != gl[k];
+        }
+        ck_assert(fabs(ld - ll) <= 1e-6 * ld);
+        /* and the sums really were taken in another order */
+        ck_assert(any_differs);
+        free(gd);
+        free(gl);
+        free(gd2);
+        free(x);
+        dt_model_free(m);
+    }
+}
+END_TEST
+
+START_TEST(test_leaf_grad)
+{
+    /* finite differences through the public API in leaf mode (n = 4: 4
+     * leaves of 1, then 2 leaves of 2) */
+    dt_layer_spec s[] = {DENSE(9), ACT(DT_LAYER_SIGMOID), DENSE(8), ACT(DT_LAYER_RELU),
+                         DENSE(6), ACT(DT_LAYER_TANH), DENSE(4)};
+    dt_model *m = make(s, DT_ARRAY_LEN(s), 1, 3, 4, 4);
+    dt_model_init_params(m, DT_INIT_XAVIER, 3);
+    float *p = dt_model_params(m);
+    for (size_t k = 0; k < dt_model_param_count(m); k++) p[k] += 0.05f;
+    float x[4 * 12];
+    int y[4] = {0, 1, 2, 3};
+    fill_uniform(x, 48, 41, -2, 2);
+    ck_assert(dt_model_set_leaf(m, 1, NULL) == DT_OK);
+    model_fd_check(m, x, y, 4);
+    dt_model_free(m);
+
+    m = make_lenet_small(4);
+    dt_model_init_params(m, DT_INIT_HE, 5);
+    p = dt_model_params(m);
+    for (size_t k = 0; k < dt_model_param_count(m); k++) p[k] += 0.02f;
+    float xl[4 * 2 * 10 * 9];
+    int yl[4] = {2, 0, 1, 2};
+    fill_uniform(xl, DT_ARRAY_LEN(xl), 43, -1, 1);
+    ck_assert(dt_model_set_leaf(m, 2, NULL) == DT_OK);
+    model_fd_check(m, xl, yl, 4);
+    dt_model_free(m);
+
+    m = leaf_model(2); /* the direct conv kernels */
+    float *xd = malloc(sizeof(float) * 4 * 144);
+    int yd[4] = {3, 1, 4, 1};
+    fill_uniform(xd, 4 * 144, 45, -1, 1);
+    ck_assert(dt_model_set_leaf(m, 1, NULL) == DT_OK);
+    model_fd_check(m, xd, yd, 4);
+    free(xd);
+    dt_model_free(m);
+}
+END_TEST
+
+/* The AVX-512, AVX2 and portable C paths compute the same bits (where the
+ * CPU lacks one, the limit falls back to what it has: the comparison then
+ * is of a path with itself). */
+START_TEST(test_leaf_portable_same_bits)
+{
+    for (int which = 0; which < 4; which++) {
+        dt_model *m = leaf_model(which);
+        size_t np = dt_model_param_count(m);
+        int y[LEAF_N];
+        float *x = leaf_inputs(m, y);
+        float *ga = malloc(sizeof(float) * np), *gp = malloc(sizeof(float) * np);
+        double la, lp;
+        ck_assert(dt_model_set_leaf(m, 1, NULL) == DT_OK);
+        nn_leaf_limit_isa(NN_ISA_PORTABLE);
+        leaf_pass(m, x, y, 0, LEAF_N, gp, &lp);
+        nn_leaf_limit_isa(NN_ISA_AVX2);
+        leaf_pass(m, x, y, 0, LEAF_N, ga, &la);
+        ck_assert_msg(memcmp(ga, gp, sizeof(float) * np) == 0, "model %d: AVX2", which);
+        ck_assert(memcmp(&la, &lp, sizeof la) == 0);
+        nn_leaf_limit_isa(NN_ISA_AVX512);
+        leaf_pass(m, x, y, 0, LEAF_N, ga, &la);
+        ck_assert_msg(memcmp(ga, gp, sizeof(float) * np) == 0, "model %d: AVX-512", which);
+        ck_assert(memcmp(&la, &lp, sizeof la) == 0);
+        free(ga);
+        free(gp);
+        free(x);
+        dt_model_free(m);
+    }
+}
+END_TEST
+
+START_TEST(test_leaf_errors_and_self_check)
+{
+    dt_model *m = leaf_model(2);
+    dt_error err = {0};
+    ck_assert_int_eq(dt_model_set_leaf(m, -1, &err), DT_ECONFIG);
+    ck_assert_msg(strstr(err.msg, "leaf of -1 samples") != NULL, "%s", err.msg);
+    ck_assert_int_eq(dt_model_set_leaf(m, LEAF_N + 1, &err), DT_ECONFIG);
+    ck_assert_msg(strstr(err.msg, "does not fit in a step of at most 128") != NULL, "%s", err.msg);
+    ck_assert_int_eq(dt_model_leaf(m), 0);
+    /* the self-check: passes in leaf mode, leaves the gradients alone; the
+     * default mode (one sequential GEMM sum) fails it, so it can fail */
+    size_t np = dt_model_param_count(m);
+    float *g = dt_model_grads(m);
+    for (size_t k = 0; k < np; k++) g[k] = (float)k;
+    ck_assert(!dt_model_rows_invariant(m));
+    for (long leaf = 1; leaf <= 4; leaf *= 2) {
+        ck_assert(dt_model_set_leaf(m, leaf, NULL) == DT_OK);
+        ck_assert_msg(dt_model_rows_invariant(m), "leaf %ld", leaf);
+    }
+    for (size_t k = 0; k < np; k++) ck_assert(g[k] == (float)k);
+    /* and allocation stays at set-up: none in a leaf-mode step */
+    int y[LEAF_N];
+    float *x = leaf_inputs(m, y);
+    double loss = 0;
+    uint64_t before = dt_alloc_count();
+    dt_model_forward(m, x, y, 64, &loss, NULL);
+    dt_model_backward(m, NULL, NULL);
+    dt_model_forward(m, x, y, 37, &loss, NULL); /* evaluation chunk: sequential loss */
+    ck_assert_uint_eq(dt_alloc_count(), before);
+    free(x);
+    dt_model_free(m);
+}
+END_TEST
+
+/* For a batch that is not a whole subtree the loss is the plain sequential
+ * sum, as in the default mode. */
+START_TEST(test_leaf_eval_loss_sequential)
+{
+    dt_model *m = leaf_model(0);
+    ck_assert(dt_model_set_leaf(m, 1, NULL) == DT_OK);
+    int y[LEAF_N];
+    float *x = leaf_inputs(m, y);
+    double loss = 0, ref = 0;
+    long right = 0, ref_right = 0;
+    dt_model_forward(m, x, y, 37, &loss, &right);
+    nn_softmax_ce_forward(dt_model_logits(m), y, 37, dt_model_outputs(m), &ref, &ref_right);
+    ck_assert(memcmp(&loss, &ref, sizeof ref) == 0 && right == ref_right);
+    /* and for a whole subtree, the tree (differs from sequential somewhere) */
+    loss = 0;
+    right = 0;
+    dt_model_forward(m, x, y, 64, &loss, &right);
+    double seq = 0;
+    ref_right = 0;
+    nn_softmax_ce_forward(dt_model_logits(m), y, 64, dt_model_outputs(m), &seq, &ref_right);
+    double v[64];
+    nn_softmax_ce_losses(dt_model_logits(m), y, 64, dt_model_outputs(m), v, NULL);
+    double tree = nn_tree_sum_double(v, 64);
+    ck_assert(memcmp(&loss, &tree, sizeof tree) == 0 && right == ref_right);
+    ck_assert(fabs(loss - seq) <= 1e-12 * seq);
+    free(x);
+    dt_model_free(m);
+}
+END_TEST
+
 static Suite *nn_suite(void)
 {
     Suite *s = suite_create("nn");
@@ -1050,6 +1457,18 @@ static Suite *nn_suite(void)
     tcase_add_test(model, test_no_allocation_in_step);
     tcase_add_test(model, test_forward_values);
     suite_add_tcase(s, model);
+    TCase *leaf = tcase_create("leaf");
+    tcase_set_timeout(leaf, 300);
+    tcase_add_test(leaf, test_leaf_tree_mlp);
+    tcase_add_test(leaf, test_leaf_tree_lenet);
+    tcase_add_test(leaf, test_leaf_rows_invariant);
+    tcase_add_test(leaf, test_leaf_dx_rows_invariant);
+    tcase_add_test(leaf, test_leaf_matches_default);
+    tcase_add_test(leaf, test_leaf_grad);
+    tcase_add_test(leaf, test_leaf_portable_same_bits);
+    tcase_add_test(leaf, test_leaf_errors_and_self_check);
+    tcase_add_test(leaf, test_leaf_eval_loss_sequential);
+    suite_add_tcase(s, leaf);
     return s;
 }
 
