@@ -88,6 +88,31 @@ static void read_tail(const double *tail, step_record *rec)
     rec->stop = tail[TAIL_STOP] > 0;
 }
 
+
+/* The steps were held until every piece was prepared; now the verdict and
+ * the norm are global: clip and step each piece, spread the new parameters
+ * (sharded) and advance. A skipped update changed nothing anywhere:
+ * nothing to spread. */
+static bool step_held(trainer *tr, update_ctx *u, bool finite)
+{
+    if (!finite) return false;
+    double t0 = dt_comm_time();
+    dt_exchange_for_each_piece(tr->exchange, clip_and_step, u);
+    u->seconds += dt_comm_time() - t0;
+    dt_exchange_params(tr->exchange, u->w, false);
+    dt_optim_advance(&tr->opt);
+    return true;
+}
+
+/* Not held: each piece stepped as its sum completed; spread the new
+ * parameters (sharded: with the non-finite verdict) and advance. */
+static bool spread_and_advance(trainer *tr, update_ctx *u)
+{
+    bool finite = !dt_exchange_params(tr->exchange, u->w, u->bad);
+    if (finite) dt_optim_advance(&tr->opt);
+    return finite;
+}
+
 /* Reproducible: both update modes run on the exchange's pieces; a held
  * update (clipping, skip) first sums the pieces' squared norms over their
  * fixed tree, with the count of non-finite pieces. */
@@ -97,20 +122,10 @@ static bool exchange_and_update_exact(trainer *tr, step_record *rec, update_ctx 
     u->piece_sumsq = tr->repro.piece_sumsq;
     u->max_pieces = dt_exchange_max_pieces(x);
     read_tail(dt_exchange_finish(x, prepare_and_step, u), rec);
-    bool finite;
-    if (u->hold) {
-        double bad = u->bad ? 1 : 0;
-        u->sumsq = dt_exchange_piece_sum(x, u->piece_sumsq, &bad);
-        finite = bad == 0;
-        double t0 = dt_comm_time();
-        if (finite) dt_exchange_for_each_piece(x, clip_and_step, u);
-        u->seconds += dt_comm_time() - t0;
-        if (finite) dt_exchange_params(x, u->w, false);
-    } else {
-        finite = !dt_exchange_params(x, u->w, u->bad);
-    }
-    if (finite) dt_optim_advance(&tr->opt);
-    return finite;
+    if (!u->hold) return spread_and_advance(tr, u);
+    double bad = u->bad ? 1 : 0;
+    u->sumsq = dt_exchange_piece_sum(x, u->piece_sumsq, &bad);
+    return step_held(tr, u, bad == 0);
 }
 
 /* Complete the exchange and apply the update; returns whether the gradient
@@ -131,23 +146,12 @@ static bool exchange_and_update(trainer *tr, step_record *rec, update_ctx *u)
         u->seconds += dt_comm_time() - t0;
         return finite;
     }
-    bool finite;
-    if (sharded && u->hold) {
-        /* one small sum over ranks: the non-finite count and the norm */
-        double global[2] = {u->bad ? 1.0 : 0.0, u->sumsq};
-        dt_comm_allreduce_sum_d(global, 2);
-        finite = global[0] == 0;
-        u->sumsq = global[1];
-        double t0 = dt_comm_time();
-        if (finite) dt_exchange_for_each_piece(x, clip_and_step, u);
-        u->seconds += dt_comm_time() - t0;
-        /* a skipped update changed nothing anywhere: nothing to spread */
-        if (finite) dt_exchange_params(x, u->w, false);
-    } else {
-        finite = !dt_exchange_params(x, u->w, u->bad);
-    }
-    if (finite) dt_optim_advance(&tr->opt);
-    return finite;
+    if (!(sharded && u->hold)) return spread_and_advance(tr, u);
+    /* one small sum over ranks: the non-finite count and the norm */
+    double global[2] = {u->bad ? 1.0 : 0.0, u->sumsq};
+    dt_comm_allreduce_sum_d(global, 2);
+    u->sumsq = global[1];
+    return step_held(tr, u, global[0] == 0);
 }
 
 /* Fold the new parameters into the averaged copy, over this rank's pieces. */
