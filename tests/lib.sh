@@ -12,6 +12,18 @@ SKIP=77
 die() { echo "FAIL: $*"; exit 1; }
 skip() { echo "SKIP: $*"; exit "$SKIP"; }
 
+# Open MPI keeps its session folders in $TMPDIR/ompi.<host>.<uid> and
+# removes that folder when its last job ends. Two mpiruns at once (ctest
+# -j2) race there, one removing it while the other creates its job's
+# folder: "orte_session_dir failed", seen once in CI. A folder of ours in
+# it keeps it (its cleanup removes files there, not other folders).
+dt_keep_ompi_session_dir() {
+    local dir
+    dir="${TMPDIR:-/tmp}/ompi.$(uname -n | cut -d. -f1).$(id -u)/dtrain-keep"
+    { mkdir -p "$dir" && touch "$dir/keep"; } 2>/dev/null || true
+}
+dt_keep_ompi_session_dir
+
 # new_work_dir NAME [PARENT]: sets WORK to a fresh empty folder NAME.XXXXXX
 # under PARENT (default ${TMPDIR:-/tmp}) and cds into it.
 new_work_dir() {
