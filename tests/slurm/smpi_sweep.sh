@@ -33,6 +33,12 @@ paste -d' ' <(column ranks "$runs") <(column nodes "$runs") | awk '$2 != int(($1
 [ "$(column steps "$runs" | sort -u)" = 8 ] || die "steps not 8"
 [ "$(column backend "$runs" | sort -u)" = smpi ] || die "backend column"
 column samples_per_second "$runs" | awk '!($1 > 0) { exit 1 }' || die "samples_per_second not positive"
+# under SMPI a run's samples/s is the global batch over rank 0's median
+# update, read from the run's timeline; summary.json's mean is kept beside it
+paste -d' ' <(column samples_per_second "$runs") <(column global_batch "$runs") \
+    <(column median_update_ms "$runs") <(column mean_samples_per_second "$runs") \
+    | awk '!($3 > 0 && $4 > 0) { exit 1 } { r = $2 * 1000 / $3 / $1; if (r < 0.999 || r > 1.001) exit 1 }' \
+    || die "samples_per_second is not the global batch over median_update_ms (or a column is empty)"
 paste -d' ' <(column ranks "$runs") <(column communication_s "$runs") | awk '$1 > 1 && !($2 > 0) { exit 1 }' \
     || die "no communication time at P > 1"
 [ "$(column speedup "$sum" | head -n 1)" = 1.0000 ] || die "speedup at 1 rank is not 1"
