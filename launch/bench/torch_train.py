@@ -3,7 +3,7 @@
 
     /usr/bin/python3 launch/bench/torch_train.py --model mlp256|mlp1024|lenet
         [--batch 128] [--threads 1] [--steps N] [--warmup W] [--ddp [--world 2]]
-        [--data real|random] [--channels-last] [--no-foreach] [--no-mkldnn]
+        [--data real|random|preloaded] [--channels-last] [--no-foreach] [--no-mkldnn]
         [--bind] [--json] [--info]
 
 Run it with Debian's Python (/usr/bin/python3; apt-get install python3-torch
@@ -21,6 +21,10 @@ the next indices of the epoch permutation (one torch.randperm per epoch),
 gather those samples from uint8 and normalise them to float ((x/255 - mean) /
 std, the training set's mean and std), then forward, backward, step. No
 DataLoader. --data random uses uint8 noise of the same shape, same path.
+--data preloaded is PyTorch at its best: the training set normalised to
+float32 once and shuffled once, in the model's memory format, at load; every
+update takes the next contiguous slice (a view: no gather, no conversion,
+no copy), and the epoch wraps around without a new permutation.
 
 Timing: --warmup updates (default 20) untimed, then --steps updates timed
 with time.perf_counter; samples/s = global batch x steps / seconds.
@@ -68,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--ddp", action="store_true", help="DistributedDataParallel over gloo")
     p.add_argument("--world", type=int, default=2, help="processes with --ddp")
     p.add_argument("--bind", action="store_true", help="pin rank r to CPU r")
-    p.add_argument("--data", choices=["real", "random"], default="real")
+    p.add_argument("--data", choices=["real", "random", "preloaded"], default="real")
     p.add_argument("--data-dir", default=DATA_DIR)
     p.add_argument("--channels-last", action="store_true", help="LeNet in NHWC memory format")
     p.add_argument("--no-foreach", action="store_true", help="per-tensor optimizer loop")
@@ -136,7 +140,7 @@ def read_idx(path, np):
 
 
 def load_train(args, torch, np):
-    if args.data == "random":
+    if args.data == "random":  # (preloaded reads the real set)
         g = torch.Generator().manual_seed(args.seed)
         images = torch.randint(0, 256, (60000, 28, 28), dtype=torch.uint8, generator=g)
         labels = torch.randint(0, 10, (60000,), dtype=torch.int64, generator=g)
@@ -209,17 +213,29 @@ def train(rank, world, args, port, result_q):
     upe = n // B  # drop_last
     gen = torch.Generator().manual_seed(args.seed)
     state = {"perm": None, "i": upe}
+    if args.data == "preloaded":  # once: shuffled, float32, normalised, laid out
+        perm = torch.randperm(n, generator=gen)
+        images_f = images.index_select(0, perm).to(torch.float32).mul_(scale).add_(shift)
+        images_f = images_f.contiguous(memory_format=fmt or torch.contiguous_format)
+        labels_f = labels.index_select(0, perm).contiguous()
 
-    def step():
+    def batch():
         if state["i"] == upe:
-            state["perm"] = torch.randperm(n, generator=gen)
             state["i"] = 0
-        idx = state["perm"][state["i"] * B + lo: state["i"] * B + hi]
+            if args.data != "preloaded":
+                state["perm"] = torch.randperm(n, generator=gen)
+        first = state["i"] * B
         state["i"] += 1
+        if args.data == "preloaded":
+            return images_f[first + lo: first + hi], labels_f[first + lo: first + hi]
+        idx = state["perm"][first + lo: first + hi]
         x = images.index_select(0, idx).to(torch.float32).mul_(scale).add_(shift)
         if fmt is not None:
             x = x.contiguous(memory_format=fmt)
-        y = labels.index_select(0, idx)
+        return x, labels.index_select(0, idx)
+
+    def step():
+        x, y = batch()
         out = net(x)
         # sum over the shard / global batch = the mean over the global batch
         loss = F.cross_entropy(out, y, reduction="sum") * (1.0 / B) * world
