@@ -12,17 +12,12 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_time.h"
+
 /* The checkpoint module's internal entry points (src/checkpoint.c). */
 uint32_t dt__crc32c_sw(uint32_t crc, const void *data, size_t len);
 uint32_t dt__crc32c_hw(uint32_t crc, const void *data, size_t len);
 int dt__crc32c_hw_available(void);
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Best time of `reps` runs of one path over buf; its CRC in *crc. */
 static double best_time(uint32_t (*crc_fn)(uint32_t, const void *, size_t), const unsigned char *buf,
@@ -30,9 +25,9 @@ static double best_time(uint32_t (*crc_fn)(uint32_t, const void *, size_t), cons
 {
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_wall_now();
         *crc = crc_fn(0, buf, n);
-        double t = now_s() - t0;
+        double t = bench_wall_now() - t0;
         if (t < best) best = t;
     }
     return best;

@@ -45,6 +45,7 @@
 #include "dtrain/common.h"
 #include "dtrain/nn.h"
 #include "dtrain/runtime.h"
+#include "bench_time.h"
 
 /* Must equal src/nn/layers.h (checked at run time against the real model). */
 #define COL_BUDGET (1L << 16)
@@ -313,34 +314,12 @@ static void build_calls(int B)
 }
 
 /* ---- timing ------------------------------------------------------------------- */
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU time of the process (all threads): on a shared machine this leaves out
- * the time spent waiting for a CPU, which wall time does not. */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int n)
 {
     double *c = malloc((size_t)n * sizeof *c);
     if (!c) die("out of memory");
     memcpy(c, v, (size_t)n * sizeof *c);
-    qsort(c, (size_t)n, sizeof *c, cmp_double);
+    qsort(c, (size_t)n, sizeof *c, bench_cmp_double);
     double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
     free(c);
     return m;
@@ -350,11 +329,11 @@ static void run_update(double *group_t)
 {
     for (int i = 0; i < n_calls; i++) {
         const gemm_call *c = &calls[i];
-        double t0 = group_t ? now() : 0;
+        double t0 = group_t ? bench_wall_now() : 0;
         __real_cblas_sgemm(CblasRowMajor, c->s.ta ? CblasTrans : CblasNoTrans,
                            c->s.tb ? CblasTrans : CblasNoTrans, c->s.M, c->s.N, c->s.K, 1.0f,
                            c->A, c->s.lda, c->B, c->s.ldb, c->s.beta, c->C, c->s.ldc);
-        if (group_t) group_t[c->group] += now() - t0;
+        if (group_t) group_t[c->group] += bench_wall_now() - t0;
     }
 }
 
@@ -429,9 +408,9 @@ static int calibrate(void (*fn)(void *), void *ctx, double target)
 {
     int reps = 1;
     for (;;) {
-        double t0 = now();
+        double t0 = bench_wall_now();
         for (int r = 0; r < reps; r++) fn(ctx);
-        double dt = now() - t0;
+        double dt = bench_wall_now() - t0;
         if (dt >= target || reps >= (1 << 20)) return reps;
         reps = dt > 0 ? DT_MAX(reps * 2, (int)(reps * target / dt * 1.1)) : reps * 2;
     }
@@ -543,14 +522,14 @@ int main(int argc, char **argv)
     for (int g = 0; g < n_groups; g++)
         if (!(groups[g].t = calloc((size_t)samples, sizeof(double)))) die("out of memory");
     for (int s = 0; s < samples; s++) {
-        double t0 = now(), c0 = cpu_now();
+        double t0 = bench_wall_now(), c0 = bench_cpu_now();
         for (int r = 0; r < reps; r++) run_update(NULL);
-        tot[s] = (now() - t0) / reps;
-        ctot[s] = (cpu_now() - c0) / reps;
-        t0 = now(), c0 = cpu_now();
+        tot[s] = (bench_wall_now() - t0) / reps;
+        ctot[s] = (bench_cpu_now() - c0) / reps;
+        t0 = bench_wall_now(), c0 = bench_cpu_now();
         for (int r = 0; r < rreps; r++) real_fn(&rc);
-        rt[s] = (now() - t0) / rreps;
-        crt[s] = (cpu_now() - c0) / rreps;
+        rt[s] = (bench_wall_now() - t0) / rreps;
+        crt[s] = (bench_cpu_now() - c0) / rreps;
         memset(gt, 0, (size_t)n_groups * sizeof *gt);
         int breps = DT_MAX(1, reps / 4);
         for (int r = 0; r < breps; r++) run_update(gt); /* a clock read per call */

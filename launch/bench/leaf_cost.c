@@ -12,7 +12,7 @@
  * B samples per update (128: P = 1 at global batch 128; 64: P = 2), the
  * OpenBLAS (and leaf kernels') thread count, leaf size (default 1). Rounds
  * alternate default / leaf, so load on the machine hits both alike; the
- * medians of CPU time (see now()) and the lower quartiles of wall time
+ * medians of CPU time (see bench_cpu_now()) and the lower quartiles of wall time
  * (what counts with several threads; on a loaded machine the upper ones
  * measure waiting) and their ratios are printed with the OpenBLAS kernel. Inputs are random in [0, 1), like
  * normalised pixels. */
@@ -25,23 +25,7 @@
 
 #include "dtrain/nn.h"
 #include "dtrain/runtime.h"
-
-/* CPU time of the process (all its threads): on a shared, loaded machine
- * wall time mostly measures the waits for a core, and a longer kernel is
- * more often preempted, which biases a ratio of wall times. With one
- * thread this is the update's time; with T threads, T times it at best. */
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_time.h"
 
 static const dt_layer_spec mlp[] = {
     {.kind = DT_LAYER_DENSE, .units = 256}, {.kind = DT_LAYER_RELU},
@@ -70,12 +54,12 @@ static double wall(void)
 /* CPU time of one update; its wall time into *w */
 static double update(dt_model *m, const float *x, const int *y, long B, double *w)
 {
-    double t0 = now(), w0 = wall(), loss = 0;
+    double t0 = bench_cpu_now(), w0 = wall(), loss = 0;
     dt_model_zero_grads(m);
     dt_model_forward(m, x, y, B, &loss, NULL);
     dt_model_backward(m, NULL, NULL);
     *w = wall() - w0;
-    return now() - t0;
+    return bench_cpu_now() - t0;
 }
 
 static int only_mode = -1; /* -o: 0 default, 1 leaf */
@@ -111,7 +95,7 @@ static void run(const char *name, const dt_layer_spec *spec, int n, long B, long
             t[k][r] = t[2 + k][r] = 0;
             if (only_mode < 0 || only_mode == k) t[k][r] = update(m[k], x, y, B, &t[2 + k][r]);
         }
-    for (int k = 0; k < 4; k++) qsort(t[k], (size_t)rounds, sizeof(double), cmp_double);
+    for (int k = 0; k < 4; k++) qsort(t[k], (size_t)rounds, sizeof(double), bench_cmp_double);
     double d = t[0][rounds / 2], l = t[1][rounds / 2];
     double dw = t[2][rounds / 4], lw = t[3][rounds / 4]; /* wall: lower quartile */
     printf("%-5s B=%-3ld leaf %ld: CPU default %.3f ms, leaf %.3f ms, ratio %.2f; wall (lower "

@@ -37,19 +37,7 @@
 
 #include "../../src/nn/layers.h"
 #include "dtrain/runtime.h"
-
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_time.h"
 
 static const dt_layer_spec lenet[] = {
     {.kind = DT_LAYER_CONV, .out_channels = 6, .kernel = 5, .stride = 1, .pad = 2},
@@ -149,23 +137,23 @@ int main(int argc, char **argv)
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < L; i++) {
             nn_layer *l = &m->layers[i];
-            double t0 = cpu_now();
+            double t0 = bench_cpu_now();
             for (int k = 0; k < reps; k++) l->kind->forward(l, B);
-            tf[i * rounds + r] = (cpu_now() - t0) / reps;
+            tf[i * rounds + r] = (bench_cpu_now() - t0) / reps;
         }
         for (int i = L - 1; i >= m->first_param; i--) {
             nn_layer *l = &m->layers[i];
-            double t0 = cpu_now();
+            double t0 = bench_cpu_now();
             for (int k = 0; k < reps; k++) l->kind->backward(l, B);
-            tb[i * rounds + r] = (cpu_now() - t0) / reps;
+            tb[i * rounds + r] = (bench_cpu_now() - t0) / reps;
         }
-        double t0 = cpu_now();
+        double t0 = bench_cpu_now();
         for (int k = 0; k < reps; k++) {
             dt_model_zero_grads(m);
             dt_model_forward(m, x, y, B, &loss, NULL);
             dt_model_backward(m, NULL, NULL);
         }
-        tu[r] = (cpu_now() - t0) / reps;
+        tu[r] = (bench_cpu_now() - t0) / reps;
     }
     printf("lenet_layers: batch %d, 1 OpenBLAS thread, core %s; CPU ms per update, median of %d "
            "rounds\n",
@@ -177,13 +165,13 @@ int main(int argc, char **argv)
         char label[128];
         l->kind->label(l, label, sizeof label);
         if (l->fused) strcat(label, " (fused)");
-        qsort(tf + i * rounds, (size_t)rounds, sizeof *tf, cmp_double);
-        qsort(tb + i * rounds, (size_t)rounds, sizeof *tb, cmp_double);
+        qsort(tf + i * rounds, (size_t)rounds, sizeof *tf, bench_cmp_double);
+        qsort(tb + i * rounds, (size_t)rounds, sizeof *tb, bench_cmp_double);
         double f = tf[i * rounds + rounds / 2] * 1e3, b = tb[i * rounds + rounds / 2] * 1e3;
         sf += f, sb += b;
         printf("  %-28s %9.3f %9.3f\n", label, f, b);
     }
-    qsort(tu, (size_t)rounds, sizeof *tu, cmp_double);
+    qsort(tu, (size_t)rounds, sizeof *tu, bench_cmp_double);
     printf("  %-28s %9.3f %9.3f\n", "sum of layers", sf, sb);
     printf("  whole zero+forward+backward (with the loss head): %.3f ms\n", tu[rounds / 2] * 1e3);
     dt_model_free(m);

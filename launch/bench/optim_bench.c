@@ -27,15 +27,9 @@
 #include <time.h>
 
 #include "dtrain/optim.h"
+#include "bench_time.h"
 
 enum { TRIALS = 5 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static float *arena(size_t n)
 {
@@ -136,31 +130,31 @@ int main(int argc, char **argv)
     }
 
     for (int trial = 0; trial <= TRIALS; trial++) { /* trial 0 warms up */
-        double t0 = now(), dt;
+        double t0 = bench_wall_now(), dt;
         for (int r = 0; r < reps; r++) triad(w, g0, c, 0.5f + (float)r * 1e-3f, n);
-        dt = (now() - t0) / reps;
+        dt = (bench_wall_now() - t0) / reps;
         if (trial && dt < rows[0].sec) rows[0].sec = dt;
         sink += w[n / 2];
         for (int k = 0; k < NOPT; k++) {
             fill(w, n, 3);
-            t0 = now();
+            t0 = bench_wall_now();
             for (int r = 0; r < reps; r++) dt_optim_step(&opt[k], w, g0, 1e-3);
-            dt = (now() - t0) / reps;
+            dt = (bench_wall_now() - t0) / reps;
             if (trial && dt < rows[1 + k].sec) rows[1 + k].sec = dt;
             sink += w[n / 3];
         }
         int ok = 0;
-        t0 = now();
+        t0 = bench_wall_now();
         for (int r = 0; r < reps; r++) ok += dt_all_finite(g0, n);
-        dt = (now() - t0) / reps;
+        dt = (bench_wall_now() - t0) / reps;
         if (trial && dt < rows[NOPT + 1].sec) rows[NOPT + 1].sec = dt;
         sink += ok;
         double sum = 0;
         for (int r = 0; r < reps; r++) {
             memcpy(g, g0, n * sizeof *g);
-            t0 = now();
+            t0 = bench_wall_now();
             sink += dt_optim_preprocess(&pre, w, g);
-            sum += now() - t0;
+            sum += bench_wall_now() - t0;
         }
         if (trial && sum / reps < rows[NOPT + 2].sec) rows[NOPT + 2].sec = sum / reps;
     }

@@ -25,14 +25,9 @@
 #include <string.h>
 
 #include "dtrain/reduce.h"
+#include "bench_time.h"
 
 static int rank, world;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Inputs whose sums are exact in float32 and in bfloat16 at P <= 128. */
 static float input(int r, size_t i) { return (float)((int)((r * 3 + (int)(i % 7)) % 3) - 1); }
@@ -97,7 +92,7 @@ static void bench(dt_reduce_plan *plan, const char *algo, const char *dtype, con
     }
     int all_ok;
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
     if (rank == 0)
         printf("| %d | %zu | %.2f | %s | %s | %s | %.3f | %.3f | %s |\n", world, n,
                (double)n * 4 / 1e6, algo, dtype, ops, t[reps / 2] * 1e3, t[0] * 1e3,
