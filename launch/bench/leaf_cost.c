@@ -25,24 +25,8 @@
 
 #include "dtrain/nn.h"
 #include "dtrain/runtime.h"
+#include "bench_models.h"
 #include "bench_time.h"
-
-static const dt_layer_spec mlp[] = {
-    {.kind = DT_LAYER_DENSE, .units = 256}, {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_DENSE, .units = 256}, {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_DENSE, .units = 10},
-};
-static const dt_layer_spec lenet[] = {
-    {.kind = DT_LAYER_CONV, .out_channels = 6, .kernel = 5, .stride = 1, .pad = 2},
-    {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_MAXPOOL, .size = 2, .stride = 2},
-    {.kind = DT_LAYER_CONV, .out_channels = 16, .kernel = 5, .stride = 1},
-    {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_MAXPOOL, .size = 2, .stride = 2},
-    {.kind = DT_LAYER_DENSE, .units = 120}, {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_DENSE, .units = 84},  {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_DENSE, .units = 10},
-};
 
 static double wall(void)
 {
@@ -136,8 +120,8 @@ int main(int argc, char **argv)
     dt_runtime_set_threads(threads);
     printf("OpenBLAS core %s, %d thread(s)\n", dt_runtime_blas_core(), threads);
     if (!only || strcmp(only, "mlp") == 0)
-        run("MLP", mlp, (int)(sizeof mlp / sizeof mlp[0]), B, leaf, rounds);
+        run("MLP", bench_mlp, (int)DT_ARRAY_LEN(bench_mlp), B, leaf, rounds);
     if (!only || strcmp(only, "lenet") == 0)
-        run("LeNet", lenet, (int)(sizeof lenet / sizeof lenet[0]), B, leaf, rounds);
+        run("LeNet", bench_lenet, (int)DT_ARRAY_LEN(bench_lenet), B, leaf, rounds);
     return 0;
 }

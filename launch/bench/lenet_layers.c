@@ -37,21 +37,8 @@
 
 #include "../../src/nn/layers.h"
 #include "dtrain/runtime.h"
+#include "bench_models.h"
 #include "bench_time.h"
-
-static const dt_layer_spec lenet[] = {
-    {.kind = DT_LAYER_CONV, .out_channels = 6, .kernel = 5, .stride = 1, .pad = 2},
-    {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_MAXPOOL, .size = 2, .stride = 2},
-    {.kind = DT_LAYER_CONV, .out_channels = 16, .kernel = 5, .stride = 1},
-    {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_MAXPOOL, .size = 2, .stride = 2},
-    {.kind = DT_LAYER_DENSE, .units = 120},
-    {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_DENSE, .units = 84},
-    {.kind = DT_LAYER_RELU},
-    {.kind = DT_LAYER_DENSE, .units = 10},
-};
 
 int main(int argc, char **argv)
 {
@@ -75,10 +62,10 @@ int main(int argc, char **argv)
     if (B < 1 || rounds < 1 || updates < 0) return 2;
     openblas_set_num_threads(1);
     const int input[3] = {1, 28, 28};
-    const int n_specs = (int)DT_ARRAY_LEN(lenet);
+    const int n_specs = (int)DT_ARRAY_LEN(bench_lenet);
     dt_model *m = NULL;
     dt_error err = {0};
-    if (dt_model_create(lenet, n_specs, input, DT_MAX(B, 256), NULL, &m, &err) != DT_OK) {
+    if (dt_model_create(bench_lenet, n_specs, input, DT_MAX(B, 256), NULL, &m, &err) != DT_OK) {
         fprintf(stderr, "lenet_layers: %s\n", err.msg);
         return 2;
     }

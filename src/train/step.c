@@ -88,7 +88,6 @@ static void read_tail(const double *tail, step_record *rec)
     rec->stop = tail[TAIL_STOP] > 0;
 }
 
-
 /* The steps were held until every piece was prepared; now the verdict and
  * the norm are global: clip and step each piece, spread the new parameters
  * (sharded) and advance. A skipped update changed nothing anywhere:
