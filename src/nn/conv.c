@@ -67,7 +67,9 @@ static void valid_range(int kj, const nn_conv_geom *g, int *lo, int *hi)
  * Only the weight gradient is direct: the first layer has no dx to form, so
  * when dx is asked for the backward takes the im2col path. Used when the CPU
  * has AVX2 and FMA (checked once at run time; the library itself is built for
- * baseline x86-64), otherwise, and for C > 1 or stride > 1, im2col + sgemm. */
+ * baseline x86-64), otherwise, and for C > 1 or stride > 1, im2col + sgemm.
+ * With AVX-512F the same arithmetic runs 16 lanes wide (see "AVX-512
+ * variants" below). */
 #define NN_DIRECT_BLOCK 32
 #define NN_DIRECT_MAX_KW 8
 
@@ -104,12 +106,31 @@ static void stage_plane(float *xs, const float *x, const nn_conv_geom *g)
                (size_t)g->w * sizeof *xs);
 }
 
-/* Lanes [0, n) of a 256-bit store (n may exceed 8 or be <= 0). */
-__attribute__((target("avx2,fma"))) static inline __m256i lanes_below(long n)
+/* d[0, n) = lanes [0, n) of v, n clamped to [0, 8]. Not vmaskmovps: on AMD
+ * Zen a masked 256-bit store is microcoded, and a later load that overlaps
+ * its 32-byte footprint (the next row of a plane) cannot be forwarded and
+ * waits for it to retire; in col2im that stall was half of conv2's backward
+ * (perf, Zen 5). Plain 16-, 8- and 4-byte stores write exactly n floats. */
+__attribute__((target("avx2,fma"))) static inline void store_first(float *d, __m256 v, long n)
 {
-    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    int k = n > 8 ? 8 : n < 0 ? 0 : (int)n;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), idx);
+    if (n >= 8) {
+        _mm256_storeu_ps(d, v);
+        return;
+    }
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+        _mm_storeu_ps(d, h);
+        h = _mm256_extractf128_ps(v, 1);
+        d += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)d, h);
+        h = _mm_movehl_ps(h, h);
+        d += 2;
+        n -= 2;
+    }
+    if (n >= 1) _mm_store_ss(d, h);
 }
 
 /* Output rows i of channels o0 .. o0+NO (NO = 1 or 2, a constant after
@@ -141,7 +162,82 @@ direct_block(float *const yr[2], const float *xs, long SW, const float *const wo
         if (left >= NN_DIRECT_BLOCK) {
             for (int v = 0; v < 4; v++) _mm256_storeu_ps(d + 8 * v, a[c][v]);
         } else {
-            for (int v = 0; v < 4; v++) _mm256_maskstore_ps(d + 8 * v, lanes_below(left - 8 * v), a[c][v]);
+            for (int v = 0; v < 4; v++) store_first(d + 8 * v, a[c][v], left - 8 * v);
+        }
+    }
+}
+
+/* ---- AVX-512 variants -----------------------------------------------------
+ * Where the CPU has AVX-512F (Zen 4 and 5, Sapphire Rapids) and nn_isa()
+ * allows it, the direct kernels run with 16 lanes: half the instructions of
+ * the AVX2 ones. Every output element is the same chain of FMAs, in the same
+ * order, as in the AVX2 kernel, so the two give the same bits (test_nn
+ * compares them); only the blocking around the chains differs. */
+static bool use_avx512(void) { return nn_isa() >= NN_ISA_AVX512; }
+
+#define NN_DIRECT16_MAX_NO 6
+
+/* direct_block over NO (<= 6, a constant after inlining) channels at once,
+ * the 32-column block as two 16-lane vectors: 2*NO accumulators, and each
+ * pair of input loads serves all NO channels. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+direct_block16(float *const *yr, const float *xs, long SW, const float *const *wo, const float *b,
+               int KH, int KW, long left, nn_act act, const int NO)
+{
+    __m512 a[NN_DIRECT16_MAX_NO][2];
+    for (int c = 0; c < NO; c++)
+        for (int v = 0; v < 2; v++) a[c][v] = _mm512_set1_ps(b[c]);
+    for (int ki = 0; ki < KH; ki++) {
+        const float *row = xs + (long)ki * SW;
+        for (int kj = 0; kj < KW; kj++) {
+            const __m512 xv[2] = {_mm512_loadu_ps(row + kj), _mm512_loadu_ps(row + kj + 16)};
+            for (int c = 0; c < NO; c++) {
+                const __m512 wv = _mm512_set1_ps(wo[c][ki * KW + kj]);
+                for (int v = 0; v < 2; v++) a[c][v] = _mm512_fmadd_ps(wv, xv[v], a[c][v]);
+            }
+        }
+    }
+    for (int c = 0; c < NO; c++)
+        for (int v = 0; v < 2; v++) {
+            __m512 r = a[c][v];
+            if (act == NN_ACT_RELU) r = _mm512_max_ps(r, _mm512_setzero_ps());
+            const long n = left - 16 * v;
+            const __mmask16 k = n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+            _mm512_mask_storeu_ps(yr[c] + 16 * v, k, r);
+        }
+}
+
+__attribute__((target("avx512f"))) static void direct_rows16(float *y, const float *w,
+                                                             const float *b, long n,
+                                                             const nn_conv_geom *g, nn_act act,
+                                                             const float *xs)
+{
+    const long SW = (long)direct_sw(g), P = (long)g->oh * g->ow, NB = (long)direct_blocks(g);
+    const int O = g->out_c, KH = g->kh, KW = g->kw, OW = g->ow;
+    for (int o = 0; o < O; o += NN_DIRECT16_MAX_NO) {
+        const int NO = DT_MIN(NN_DIRECT16_MAX_NO, O - o);
+        const float *wo[NN_DIRECT16_MAX_NO];
+        float *yr[NN_DIRECT16_MAX_NO];
+        for (int c = 0; c < NO; c++) wo[c] = w + (long)(o + c) * KH * KW;
+        for (int i = 0; i < g->oh; i++) {
+            for (int c = 0; c < NO; c++) yr[c] = y + (n * O + o + c) * P + (long)i * OW;
+            for (long blk = 0; blk < NB; blk++) {
+                const long j0 = blk * NN_DIRECT_BLOCK;
+                float *yb[NN_DIRECT16_MAX_NO];
+                for (int c = 0; c < NO; c++) yb[c] = yr[c] + j0;
+                const float *xb = xs + (long)i * SW + j0;
+                switch (NO) {
+#define NN_NO_CASE(k)                                                                            \
+    case k:                                                                                      \
+        direct_block16(yb, xb, SW, wo, b + o, KH, KW, OW - j0, act, k);                          \
+        break;
+                    NN_NO_CASE(1) NN_NO_CASE(2) NN_NO_CASE(3) NN_NO_CASE(4) NN_NO_CASE(5)
+                    NN_NO_CASE(6)
+#undef NN_NO_CASE
+                }
+            }
+            if (act == NN_ACT_SIGMOID || act == NN_ACT_TANH)
+                for (int c = 0; c < NO; c++) nn_act_forward(act, yr[c], yr[c], OW);
         }
     }
 }
@@ -155,6 +251,10 @@ __attribute__((target("avx2,fma"))) static void direct_forward(float *y, const f
     const int O = g->out_c, KH = g->kh, KW = g->kw, OW = g->ow;
     for (long n = 0; n < B; n++) {
         stage_plane(xs, x + n * (long)g->h * g->w, g);
+        if (use_avx512()) {
+            direct_rows16(y, w, b, n, g, act, xs);
+            continue;
+        }
         for (int o = 0; o < O; o += 2) {
             const int NO = O - o >= 2 ? 2 : 1;
             const float *wo[2] = {w + (long)o * KH * KW, w + (long)(o + NO - 1) * KH * KW};
@@ -209,6 +309,73 @@ direct_dw_row(float *const dw_row[2], const float *const dz[2], const float *xs,
         }
 }
 
+/* direct_dw_row for NP (<= 3) pairs of channels o0.., one pair per 16-lane
+ * vector: the low 8 lanes are channel 2p's AVX2 accumulator, the high 8
+ * channel 2p+1's, fed with the same products in the same order, and each
+ * half is summed as direct_dw_row sums its vector (same bits). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+direct_dw_pairs16(float *dw, long o0, const float *dzs, const float *xs, long SW, long ldz,
+                  int OH, long NV, int KH, int ki, const int KW, const int NP)
+{
+    __m512 acc[3][NN_DIRECT_MAX_KW];
+    for (int q = 0; q < NP; q++)
+        for (int kj = 0; kj < KW; kj++) acc[q][kj] = _mm512_setzero_ps();
+    const float *xr0 = xs + (long)ki * SW;
+    for (int i = 0; i < OH; i++) {
+        const float *xr = xr0 + (long)i * SW;
+        for (long v = 0; v < NV; v++) {
+            __m512 d[3];
+            for (int q = 0; q < NP; q++) {
+                const float *dz = dzs + ((o0 + 2 * q) * OH + i) * ldz + v * 8;
+                d[q] = _mm512_castpd_ps(_mm512_insertf64x4(
+                    _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(dz))),
+                    _mm256_castps_pd(_mm256_loadu_ps(dz + (long)OH * ldz)), 1));
+            }
+            for (int kj = 0; kj < KW; kj++) {
+                const __m512 xv = _mm512_castpd_ps(
+                    _mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(xr + v * 8 + kj))));
+                for (int q = 0; q < NP; q++) acc[q][kj] = _mm512_fmadd_ps(d[q], xv, acc[q][kj]);
+            }
+        }
+    }
+    for (int q = 0; q < NP; q++)
+        for (int half = 0; half < 2; half++) {
+            float *row = dw + ((o0 + 2 * q + half) * KH + ki) * KW;
+            for (int kj = 0; kj < KW; kj++) {
+                const __m256 a = _mm256_castpd_ps(
+                    half ? _mm512_extractf64x4_pd(_mm512_castps_pd(acc[q][kj]), 1)
+                         : _mm512_castpd512_pd256(_mm512_castps_pd(acc[q][kj])));
+                __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+                h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                h = _mm_add_ss(h, _mm_movehdup_ps(h));
+                row[kj] += _mm_cvtss_f32(h);
+            }
+        }
+}
+
+__attribute__((target("avx512f"))) static void direct_dw16(float *dw, const float *dzs,
+                                                           const float *xs, const nn_conv_geom *g,
+                                                           long SW, long ldz, long NV, int o0,
+                                                           int NP)
+{
+    const int KH = g->kh, KW = g->kw, OH = g->oh;
+    for (int ki = 0; ki < KH; ki++) switch (KW * 4 + NP) {
+#define NN_DW16_CASE(k)                                                                          \
+    case 4 * k + 1:                                                                              \
+        direct_dw_pairs16(dw, o0, dzs, xs, SW, ldz, OH, NV, KH, ki, k, 1);                        \
+        break;                                                                                   \
+    case 4 * k + 2:                                                                              \
+        direct_dw_pairs16(dw, o0, dzs, xs, SW, ldz, OH, NV, KH, ki, k, 2);                        \
+        break;                                                                                   \
+    case 4 * k + 3:                                                                              \
+        direct_dw_pairs16(dw, o0, dzs, xs, SW, ldz, OH, NV, KH, ki, k, 3);                        \
+        break;
+            NN_DW16_CASE(1) NN_DW16_CASE(2) NN_DW16_CASE(3) NN_DW16_CASE(4) NN_DW16_CASE(5)
+            NN_DW16_CASE(6) NN_DW16_CASE(7) NN_DW16_CASE(8)
+#undef NN_DW16_CASE
+        }
+}
+
 __attribute__((target("avx2,fma"))) static void direct_backward_params(
     float *dw, float *db, const float *dy, const float *y, const float *x, long B,
     const nn_conv_geom *g, nn_act act, float *ws)
@@ -234,7 +401,14 @@ __attribute__((target("avx2,fma"))) static void direct_backward_params(
             h = _mm_add_ss(h, _mm_movehdup_ps(h));
             db[o] += _mm_cvtss_f32(h);
         }
-        for (int o = 0; o < O; o += 2) {
+        int o = 0;
+        if (use_avx512()) /* pairs of channels, then a last odd one */
+            while (O - o >= 2) {
+                const int NP = DT_MIN(3, (O - o) / 2);
+                direct_dw16(dw, dzs, xs, g, SW, ldz, NV, o, NP);
+                o += 2 * NP;
+            }
+        for (; o < O; o += 2) {
             const int NO = O - o >= 2 ? 2 : 1;
             for (int ki = 0; ki < KH; ki++) {
                 float *dwr[2] = {dw + ((long)o * KH + ki) * KW,
@@ -340,10 +514,55 @@ mc_block(float *tmp, const float *xs, const float *wt, const mc_geom *m, const i
         for (int v = 0; v < NV; v++) _mm256_storeu_ps(tmp + (long)jb * Op + 8 * v, a[jb][v]);
 }
 
+/* mc_block with the 16 channels og.. in one 16-lane vector, over JB (up to
+ * 12: two AVX2 pixel blocks) pixels */
+__attribute__((target("avx512f"), always_inline)) static inline void
+mc_block16(float *tmp, const float *xs, const float *wt, const mc_geom *m, const int JB)
+{
+    __m512 a[2 * 6];
+    for (int jb = 0; jb < JB; jb++) a[jb] = _mm512_setzero_ps();
+    const int Op = m->Op, KW = m->KW;
+    for (int c = 0; c < m->C; c++)
+        for (int ki = 0; ki < m->KH; ki++) {
+            const float *xr = xs + ((long)c * m->Hs + ki) * m->SWc;
+            const float *wk = wt + (long)((c * m->KH + ki) * KW) * Op;
+            for (int kj = 0; kj < KW; kj++) {
+                const __m512 wv = _mm512_loadu_ps(wk + (long)kj * Op);
+                for (int jb = 0; jb < JB; jb++)
+                    a[jb] = _mm512_fmadd_ps(_mm512_set1_ps(xr[jb + kj]), wv, a[jb]);
+            }
+        }
+    for (int jb = 0; jb < JB; jb++) _mm512_storeu_ps(tmp + (long)jb * Op, a[jb]);
+}
+
+__attribute__((target("avx512f"))) static void mc_correlate16(float *tmp, const float *xs,
+                                                              const float *wt, const mc_geom *m)
+{
+    for (int og = 0; og < m->Op; og += 16)
+        for (int i = 0; i < m->OH; i++)
+            for (int j0 = 0; j0 < m->OW;) {
+                float *t = tmp + ((long)i * m->OWr + j0) * m->Op + og;
+                const float *x0 = xs + (long)i * m->SWc + j0;
+                const float *w0 = wt + og;
+                /* two pixel blocks at once where both are inside the row's
+                 * OWr columns of tmp */
+                const bool pair = j0 + 2 * m->JB <= m->OWr;
+                if (m->JB == 5)
+                    pair ? mc_block16(t, x0, w0, m, 10) : mc_block16(t, x0, w0, m, 5);
+                else
+                    pair ? mc_block16(t, x0, w0, m, 12) : mc_block16(t, x0, w0, m, 6);
+                j0 += pair ? 2 * m->JB : m->JB;
+            }
+}
+
 /* tmp [OH][OWr][Op] = the correlation of the staged sample with wt [K][Op]. */
 __attribute__((target("avx2,fma"))) static void mc_correlate(float *tmp, const float *xs,
                                                              const float *wt, const mc_geom *m)
 {
+    if (m->Op % 16 == 0 && use_avx512()) {
+        mc_correlate16(tmp, xs, wt, m);
+        return;
+    }
     for (int og = 0; og < m->Op; og += 16) {
         const bool two = og + 16 <= m->Op;
         for (int i = 0; i < m->OH; i++)
@@ -441,6 +660,58 @@ mc_dw_rows(float *dwt, const float *dzt, const float *xs, const mc_geom *m, int 
         }
 }
 
+/* mc_dw_rows for the 16 channels og.. in one vector and NR (1 or 2) kernel
+ * rows ki.. at once: each dz vector loaded serves NR*KW accumulators */
+__attribute__((target("avx512f"), always_inline)) static inline void
+mc_dw_rows16(float *dwt, const float *dzt, const float *xs, const mc_geom *m, int c, int ki,
+             const int KW, const int NR)
+{
+    __m512 acc[2][NN_DIRECT_MAX_KW];
+    for (int r = 0; r < NR; r++)
+        for (int kj = 0; kj < KW; kj++) acc[r][kj] = _mm512_setzero_ps();
+    for (int i = 0; i < m->OH; i++) {
+        const float *xr = xs + ((long)c * m->Hs + i + ki) * m->SWc;
+        const float *dr = dzt + (long)i * m->OW * m->Op;
+        for (int j = 0; j < m->OW; j++) {
+            const __m512 d = _mm512_loadu_ps(dr + (long)j * m->Op);
+            for (int r = 0; r < NR; r++)
+                for (int kj = 0; kj < KW; kj++)
+                    acc[r][kj] = _mm512_fmadd_ps(_mm512_set1_ps(xr[(long)r * m->SWc + j + kj]), d,
+                                                 acc[r][kj]);
+        }
+    }
+    for (int r = 0; r < NR; r++) {
+        float *dst = dwt + (long)((c * m->KH + ki + r) * KW) * m->Op;
+        for (int kj = 0; kj < KW; kj++) {
+            float *p = dst + (long)kj * m->Op;
+            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), acc[r][kj]));
+        }
+    }
+}
+
+/* dWt += the weight gradient of one staged sample, channel groups of 16 */
+__attribute__((target("avx512f"))) static void mc_dw16(float *dwt, const float *dzt,
+                                                       const float *xs, const mc_geom *m)
+{
+    for (int og = 0; og < m->Op; og += 16)
+        for (int c = 0; c < m->C; c++)
+            for (int ki = 0; ki < m->KH; ki += 2) {
+                const int NR = DT_MIN(2, m->KH - ki);
+                switch (m->KW * 2 + NR - 1) {
+#define NN_MC16_CASE(k)                                                                          \
+    case 2 * k:                                                                                  \
+        mc_dw_rows16(dwt + og, dzt + og, xs, m, c, ki, k, 1);                                    \
+        break;                                                                                   \
+    case 2 * k + 1:                                                                              \
+        mc_dw_rows16(dwt + og, dzt + og, xs, m, c, ki, k, 2);                                    \
+        break;
+                    NN_MC16_CASE(1) NN_MC16_CASE(2) NN_MC16_CASE(3) NN_MC16_CASE(4)
+                    NN_MC16_CASE(5) NN_MC16_CASE(6) NN_MC16_CASE(7) NN_MC16_CASE(8)
+#undef NN_MC16_CASE
+                }
+            }
+}
+
 /* col2im at stride 1 with 8-wide adds: the rows of LeNet conv2 are 10
  * floats, where the scalar loop of col2im took as long as the dx GEMM
  * (about 8 instructions per add). Same sums in the same order as col2im. */
@@ -469,12 +740,7 @@ __attribute__((target("avx2,fma"))) static void col2im_s1(float *dx, const float
                         for (; j + 8 <= len; j += 8)
                             _mm256_storeu_ps(xr + j, _mm256_add_ps(_mm256_loadu_ps(xr + j),
                                                                    _mm256_loadu_ps(d + j)));
-                        if (j < len) {
-                            __m256i mask = lanes_below(len - j);
-                            __m256 v = _mm256_add_ps(_mm256_maskload_ps(xr + j, mask),
-                                                     _mm256_maskload_ps(d + j, mask));
-                            _mm256_maskstore_ps(xr + j, mask, v);
-                        }
+                        for (; j < len; j++) xr[j] += d[j];
                     }
                 }
             }
@@ -496,7 +762,7 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
     for (long n0 = 0; n0 < B; n0 += chunk) {
         const long G = DT_MIN(chunk, B - n0), GP = G * P;
         for (long n = n0; n < n0 + G; n++) {
-            /* dz [O][G*P] as the dx GEMM wants it, and dz^T for dW */
+                /* dz [O][G*P] as the dx GEMM wants it, and dz^T for dW */
             for (int o = 0; o < O; o++)
                 nn_act_backward(act, dz + o * GP + (n - n0) * P, dy + (n * O + o) * P,
                                 y + (n * O + o) * P, P);
@@ -511,6 +777,10 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
                 if (o < O) db[o] += s;
             }
             mc_stage(xs, x + n * in_size, &m);
+            if (Op % 16 == 0 && use_avx512()) {
+                mc_dw16(dwt, dzt, xs, &m);
+                continue;
+            }
             for (int og = 0; og < Op; og += 16) {
                 const bool two = og + 16 <= Op && KW <= 6;
                 for (int c = 0; c < C; c++)

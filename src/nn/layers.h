@@ -72,7 +72,7 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, i
                         int size, int stride, int oh, int ow);
 /* dx is overwritten (zeros outside the maxima; overlapping windows add). */
 void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B, int c, int h,
-                         int w, int oh, int ow);
+                         int w, int size, int stride, int oh, int ow);
 
 /* ---- softmax_ce.c: the loss head on logits z [B][C] --------------------- */
 /* Adds sum over samples of logsumexp(z) - z[label] (in double) to *loss_sum
@@ -119,10 +119,12 @@ void nn_rows_gemm(float *C, long ldc, const float *A, long rs_a, long cs_a, cons
                   long ldb, long M, long N, long K);
 /* dst [cols][rows] = src [rows][cols]^T */
 void nn_transpose(float *dst, const float *src, long rows, long cols);
-/* Tests: use at most this instruction set in the leaf kernels (all give the
- * same bits); NN_ISA_AVX512, the best the CPU has, is the default. */
+/* Tests: use at most this instruction set in the leaf kernels and in the
+ * AVX-512 convolution kernels (all give the same bits); NN_ISA_AVX512, the
+ * best the CPU has, is the default. nn_isa: the set in use now. */
 enum { NN_ISA_PORTABLE, NN_ISA_AVX2, NN_ISA_AVX512 };
 void nn_leaf_limit_isa(int max_isa);
+int nn_isa(void);
 
 /* Leaf-mode variants of the kernels (a layer with l->leaf > 0 calls these).
  * ws: the layer's leaf workspace (nn_dense_leaf_workspace / nn_conv_leaf_workspace). */

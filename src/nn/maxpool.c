@@ -61,9 +61,31 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, i
 }
 
 void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B, int c, int h,
-                         int w, int oh, int ow)
+                         int w, int size, int stride, int oh, int ow)
 {
     const long plane = (long)h * w, oplane = (long)oh * ow;
+    if (size == 2 && stride == 2 && h == 2 * oh && w == 2 * ow) {
+        /* 2x2 windows tiling the plane: every dx is written once, without
+         * the pass that zeroes dx first (a third of this backward's time in
+         * LeNet). 0.0f + dy, as the zero-then-add gives: +0 for a -0 dy. */
+        for (long p = 0; p < B * c; p++) {
+            float *xp = dx + p * plane;
+            const float *dp = dy + p * oplane;
+            const int32_t *ip = idx + p * oplane;
+            for (int i = 0; i < oh; i++) {
+                float *r0 = xp + 2L * i * w, *r1 = r0 + w;
+                for (int j = 0; j < ow; j++) {
+                    const int at = 2 * i * w + 2 * j, k = ip[i * ow + j];
+                    const float d = 0.0f + dp[i * ow + j];
+                    r0[2 * j] = k == at ? d : 0.0f;
+                    r0[2 * j + 1] = k == at + 1 ? d : 0.0f;
+                    r1[2 * j] = k == at + w ? d : 0.0f;
+                    r1[2 * j + 1] = k == at + w + 1 ? d : 0.0f;
+                }
+            }
+        }
+        return;
+    }
     memset(dx, 0, (size_t)(B * c * plane) * sizeof *dx);
     for (long p = 0; p < B * c; p++) {
         float *xp = dx + p * plane;
@@ -107,7 +129,8 @@ static void maxpool_fwd(nn_layer *l, long n)
 static void maxpool_bwd(nn_layer *l, long n)
 {
     if (!l->dx) return; /* nothing before it needs a gradient */
-    nn_maxpool_backward(l->dx, l->dy, l->idx, n, l->in.c, l->in.h, l->in.w, l->out.h, l->out.w);
+    nn_maxpool_backward(l->dx, l->dy, l->idx, n, l->in.c, l->in.h, l->in.w, l->spec.size,
+                        l->spec.stride, l->out.h, l->out.w);
 }
 
 static void maxpool_label(const nn_layer *l, char *buf, size_t size)

@@ -64,10 +64,12 @@ static int cpu_isa(void)
     }
     return known;
 }
+int nn_isa(void) { return DT_MIN(cpu_isa(), isa_limit); }
 static bool use_avx2(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX2; }
 static bool use_avx512(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX512; }
 #else
 #define NN_TREE_AVX2 0
+int nn_isa(void) { return NN_ISA_PORTABLE; }
 #endif
 
 int nn_tree_levels(long leaves)

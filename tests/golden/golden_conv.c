@@ -138,7 +138,8 @@ int golden_check_conv(const ref_file *f, double *worst, char *why, size_t why_si
         nn_conv_forward(conv, x, w, b, N, &g, NN_ACT_NONE, ws, chunks[t]);
         nn_maxpool_forward(pool, idx, conv, N, (int)O, (int)oh, (int)ow, (int)ps, (int)pst,
                            (int)ph, (int)pw);
-        nn_maxpool_backward(dconv, dpool, idx, N, (int)O, (int)oh, (int)ow, (int)ph, (int)pw);
+        nn_maxpool_backward(dconv, dpool, idx, N, (int)O, (int)oh, (int)ow, (int)ps, (int)pst,
+                            (int)ph, (int)pw);
         memset(dw, 0, sizeof(float) * (size_t)nw);
         memset(db, 0, sizeof(float) * (size_t)O);
         nn_conv_backward(dx, dw, db, dconv, conv, x, w, N, &g, NN_ACT_NONE, ws, chunks[t]);

@@ -477,6 +477,78 @@ START_TEST(test_conv_grad_one_channel)
 }
 END_TEST
 
+/* The 16-lane kernels (output channels in multiples of 16, the first conv's
+ * channel groups of up to 6) against the double reference, at each
+ * instruction-set limit; where the CPU lacks AVX-512 both runs take AVX2. */
+START_TEST(test_conv_grad_wide)
+{
+    for (int isa = NN_ISA_AVX2; isa <= NN_ISA_AVX512; isa++) {
+        nn_leaf_limit_isa(isa);
+        /* C H W O kh kw stride pad B chunk: conv2 of LeNet in small (pixel
+         * blocks of 5 in pairs); rows of 7 and 13 (blocks of 6, a pair and a
+         * single); 32 channels, kh != kw; 20 channels (no 16-lane kernel) */
+        ck_assert_int_eq(check_conv(3, 9, 14, 16, 5, 5, 1, 0, 2, 2, NN_ACT_RELU, 0), 0);
+        ck_assert_int_eq(check_conv(2, 7, 9, 16, 3, 3, 1, 1, 2, 1, NN_ACT_NONE, 0), 0);
+        ck_assert_int_eq(check_conv(2, 5, 13, 32, 2, 3, 1, 1, 2, 2, NN_ACT_TANH, 0), 0);
+        ck_assert_int_eq(check_conv(2, 6, 6, 20, 3, 3, 1, 1, 2, 2, NN_ACT_NONE, 0), 0);
+        /* one input channel: 7 and 13 outputs (groups 6 + 1 and 6 + 6 + 1) */
+        ck_assert_int_eq(check_conv_nodx(6, 35, 7, 5, 5, 2, 2, NN_ACT_RELU, 0), 0);
+        ck_assert_int_eq(check_conv_nodx(4, 30, 13, 3, 4, 1, 2, NN_ACT_SIGMOID, 0), 0);
+    }
+    nn_leaf_limit_isa(NN_ISA_AVX512);
+}
+END_TEST
+
+/* conv forward + backward of one geometry at an ISA limit: y | dx | dW | db */
+static float *conv_outputs(int C, int H, int W, int O, int k, int pad, long B, nn_act act, int isa,
+                           size_t *n)
+{
+    nn_conv_geom g = {.c = C, .h = H, .w = W, .out_c = O, .kh = k, .kw = k, .stride = 1,
+                      .pad = pad};
+    ck_assert_int_eq(nn_conv_geom_init(&g), 0);
+    const long nx = B * C * H * W, nw = (long)O * C * k * k, ny = B * O * g.oh * g.ow;
+    float *x = malloc(sizeof(float) * (size_t)nx), *p = malloc(sizeof(float) * (size_t)(nw + O));
+    fill_uniform(x, nx, 31, -1, 1);
+    fill_uniform(p, nw + O, 32, -0.5f, 0.5f);
+    *n = (size_t)(ny + nx + nw + O);
+    float *out = calloc(*n, sizeof(float)), *dy = malloc(sizeof(float) * (size_t)ny);
+    fill_uniform(dy, ny, 33, -1, 1);
+    float *ws = malloc(sizeof(float) * nn_conv_workspace(&g, 2));
+    nn_leaf_limit_isa(isa);
+    nn_conv_forward(out, x, p, p + nw, B, &g, act, ws, 2);
+    float *dx = out + ny, *dw = dx + nx;
+    nn_conv_backward(C > 1 ? dx : NULL, dw, dw + nw, dy, out, x, p, B, &g, act, ws, 2);
+    nn_leaf_limit_isa(NN_ISA_AVX512);
+    free(ws);
+    free(dy);
+    free(p);
+    free(x);
+    return out;
+}
+
+/* The AVX-512 convolution kernels give the AVX2 ones' bits: LeNet's two
+ * convolutions on 3 samples, and a 32-channel one with odd rows. */
+START_TEST(test_conv_wide_same_bits)
+{
+    const int geo[][6] = {/* C H W O k pad */ {1, 28, 28, 6, 5, 2},
+                          {6, 14, 14, 16, 5, 0},
+                          {3, 9, 13, 32, 3, 1},
+                          {1, 11, 40, 13, 3, 1}};
+    for (size_t i = 0; i < DT_ARRAY_LEN(geo); i++) {
+        const int *q = geo[i];
+        size_t na, nb;
+        float *a = conv_outputs(q[0], q[1], q[2], q[3], q[4], q[5], 3, NN_ACT_RELU, NN_ISA_AVX2, &na);
+        float *b = conv_outputs(q[0], q[1], q[2], q[3], q[4], q[5], 3, NN_ACT_RELU, NN_ISA_AVX512, &nb);
+        ck_assert(na == nb);
+        size_t diff = 0;
+        for (size_t k = 0; k < na; k++) diff += memcmp(&a[k], &b[k], sizeof(float)) != 0;
+        ck_assert_msg(diff == 0, "geometry %zu: %zu of %zu values differ", i, diff, na);
+        free(a);
+        free(b);
+    }
+}
+END_TEST
+
 START_TEST(test_conv_grad_relu)
 {
     ck_assert_int_eq(check_conv(2, 6, 6, 3, 3, 3, 2, 2, 2, 2, NN_ACT_RELU, 0), 0);
@@ -496,7 +568,7 @@ static void pool_run(const fd_case *c, float *y, float *dx, float *dp, const flo
     (void)p;
     int32_t *idx = malloc(sizeof(int32_t) * (size_t)c->ny);
     nn_maxpool_forward(y, idx, x, c->B, c->c, c->h, c->w, c->size, c->stride, c->oh, c->ow);
-    nn_maxpool_backward(dx, dy, idx, c->B, c->c, c->h, c->w, c->oh, c->ow);
+    nn_maxpool_backward(dx, dy, idx, c->B, c->c, c->h, c->w, c->size, c->stride, c->oh, c->ow);
     free(idx);
 }
 
@@ -521,6 +593,7 @@ START_TEST(test_maxpool_grad)
     ck_assert_int_eq(check_pool(2, 7, 9, 2, 2, 2, 0), 0); /* odd: last row/col dropped */
     ck_assert_int_eq(check_pool(2, 7, 7, 3, 2, 2, 0), 0); /* overlapping windows */
     ck_assert_int_eq(check_pool(1, 8, 6, 3, 2, 3, 0), 0);
+    ck_assert_int_eq(check_pool(2, 4, 4, 3, 1, 2, 0), 0); /* 2x2 out of 4x4, but 3x3 windows overlap */
 }
 END_TEST
 
@@ -532,7 +605,7 @@ START_TEST(test_maxpool_ties)
     nn_maxpool_forward(y, idx, x, 1, 1, 2, 4, 2, 2, 1, 2);
     ck_assert_int_eq(idx[0], 0);
     ck_assert_int_eq(idx[1], 3);
-    nn_maxpool_backward(dx, dy, idx, 1, 1, 2, 4, 1, 2);
+    nn_maxpool_backward(dx, dy, idx, 1, 1, 2, 4, 2, 2, 1, 2);
     const float expect[8] = {3, 0, 0, 5, 0, 0, 0, 0};
     ck_assert(memcmp(dx, expect, sizeof dx) == 0);
 }
@@ -1439,6 +1512,8 @@ static Suite *nn_suite(void)
     tcase_add_test(kinds, test_conv_grad);
     tcase_add_test(kinds, test_conv_grad_relu);
     tcase_add_test(kinds, test_conv_grad_one_channel);
+    tcase_add_test(kinds, test_conv_grad_wide);
+    tcase_add_test(kinds, test_conv_wide_same_bits);
     tcase_add_test(kinds, test_maxpool_grad);
     tcase_add_test(kinds, test_maxpool_ties);
     tcase_add_test(kinds, test_checker_catches_errors);
