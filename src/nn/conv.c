@@ -762,7 +762,7 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
     for (long n0 = 0; n0 < B; n0 += chunk) {
         const long G = DT_MIN(chunk, B - n0), GP = G * P;
         for (long n = n0; n < n0 + G; n++) {
-                /* dz [O][G*P] as the dx GEMM wants it, and dz^T for dW */
+            /* dz [O][G*P] as the dx GEMM wants it, and dz^T for dW */
             for (int o = 0; o < O; o++)
                 nn_act_backward(act, dz + o * GP + (n - n0) * P, dy + (n * O + o) * P,
                                 y + (n * O + o) * P, P);
