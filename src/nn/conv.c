@@ -712,6 +712,70 @@ __attribute__((target("avx512f"))) static void mc_dw16(float *dwt, const float *
             }
 }
 
+/* dz^T [P][Op] of one sample from dz [O][GP] (its columns at dz), and
+ * db += each channel's sum over the pixels: 16 channels per gather, each
+ * lane summing its channel in pixel order as the scalar loop does. */
+__attribute__((target("avx512f"))) static void dz_transpose16(float *dzt, float *db,
+                                                              const float *dz, long GP, long P,
+                                                              int O, int Op)
+{
+    const __m512i lane_rows =
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32((int)GP));
+    for (int og = 0; og < Op; og += 16) {
+        const int live = DT_MIN(16, O - og);
+        const __mmask16 m = (__mmask16)(live >= 16 ? 0xFFFFu : (1u << live) - 1);
+        const float *base = dz + og * GP;
+        __m512 s = _mm512_setzero_ps();
+        for (long p = 0; p < P; p++) {
+            const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, lane_rows, base + p, 4);
+            _mm512_storeu_ps(dzt + p * Op + og, v);
+            s = _mm512_add_ps(s, v);
+        }
+        float sum[16];
+        _mm512_storeu_ps(sum, s);
+        for (int l = 0; l < live; l++) db[og + l] += sum[l];
+    }
+}
+
+/* col2im at stride 1 for input rows of at most 16 floats, one vector per
+ * row of dx: each row's contributions are summed in a register, in the
+ * (ki, kj) order of col2im (lanes without a contribution add +0, which
+ * changes no sum that starts from +0), and stored once, where col2im_s1
+ * adds them into memory one kernel tap at a time. */
+__attribute__((target("avx512f"))) static void col2im16(float *dx, const float *col, long G,
+                                                        const nn_conv_geom *g)
+{
+    const int OW = g->ow, OH = g->oh, H = g->h, W = g->w, KH = g->kh, KW = g->kw, pad = g->pad;
+    const long P = (long)OH * OW, ld = G * P, plane = (long)H * W;
+    const __mmask16 row_lanes = (__mmask16)((1u << W) - 1);
+    for (long n = 0; n < G; n++)
+        for (int c = 0; c < g->c; c++)
+            /* 4 rows at once: 4 independent chains of adds */
+            for (int ih0 = 0; ih0 < H; ih0 += 4) {
+                __m512 acc[4];
+                for (int r = 0; r < 4; r++) acc[r] = _mm512_setzero_ps();
+                for (int ki = 0; ki < KH; ki++)
+                    for (int kj = 0; kj < KW; kj++) {
+                        /* lane x of a row takes col's j = x + pad - kj */
+                        const int lo = DT_MAX(kj - pad, 0), hi = DT_MIN(kj - pad + OW, W);
+                        if (lo >= hi) continue;
+                        const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+                        const float *tap = col + ((long)(c * KH + ki) * KW + kj) * ld + n * P +
+                                           pad - kj;
+                        for (int r = 0; r < 4; r++) {
+                            const int i = ih0 + r + pad - ki;
+                            if (ih0 + r >= H || i < 0 || i >= OH) continue;
+                            acc[r] = _mm512_add_ps(acc[r],
+                                                   _mm512_maskz_loadu_ps(m, tap + (long)i * OW));
+                        }
+                    }
+                for (int r = 0; r < 4 && ih0 + r < H; r++)
+                    _mm512_mask_storeu_ps(dx + (n * g->c + c) * plane + (long)(ih0 + r) * W,
+                                          row_lanes, acc[r]);
+            }
+}
+
 /* col2im at stride 1 with 8-wide adds: the rows of LeNet conv2 are 10
  * floats, where the scalar loop of col2im took as long as the dx GEMM
  * (about 8 instructions per add). Same sums in the same order as col2im. */
@@ -766,16 +830,19 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
             for (int o = 0; o < O; o++)
                 nn_act_backward(act, dz + o * GP + (n - n0) * P, dy + (n * O + o) * P,
                                 y + (n * O + o) * P, P);
-            for (int o = 0; o < Op; o++) {
-                const float *src = dz + o * GP + (n - n0) * P;
-                float s = 0.0f;
-                for (long p = 0; p < P; p++) {
-                    float v = o < O ? src[p] : 0.0f;
-                    dzt[p * Op + o] = v;
-                    s += v;
+            if (Op % 16 == 0 && GP * 16 < INT_MAX && use_avx512())
+                dz_transpose16(dzt, db, dz + (n - n0) * P, GP, P, O, Op);
+            else
+                for (int o = 0; o < Op; o++) {
+                    const float *src = dz + o * GP + (n - n0) * P;
+                    float s = 0.0f;
+                    for (long p = 0; p < P; p++) {
+                        float v = o < O ? src[p] : 0.0f;
+                        dzt[p * Op + o] = v;
+                        s += v;
+                    }
+                    if (o < O) db[o] += s;
                 }
-                if (o < O) db[o] += s;
-            }
             mc_stage(xs, x + n * in_size, &m);
             if (Op % 16 == 0 && use_avx512()) {
                 mc_dw16(dwt, dzt, xs, &m);
@@ -816,7 +883,10 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
             else
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, O, 1.0f, w,
                             (int)K, dz, (int)GP, 0.0f, col, (int)GP);
-            col2im_s1(dx + n0 * in_size, col, G, g);
+            if (g->w <= 16 && use_avx512())
+                col2im16(dx + n0 * in_size, col, G, g);
+            else
+                col2im_s1(dx + n0 * in_size, col, G, g);
         }
     }
     for (int o = 0; o < O; o++)

@@ -12,6 +12,83 @@
 
 #include "layers.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NN_POOL16 1
+
+/* ---- 2x2 stride 2, 16 outputs of a row at once (AVX-512) ---------------------
+ * The even and odd columns of 32 inputs are separated by two permutes, and
+ * the window is scanned in the scalar order with the same strict '>' (false
+ * for NaN, as _CMP_GT_OQ): the same maxima and the same indices. Backward
+ * writes the four inputs of each window (0.0f + dy where the index points,
+ * +0 elsewhere) and interleaves them back into the two rows. */
+static const int32_t pool_evens[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+static const int32_t pool_lanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+/* lane 2l of a row is window l's even input, lane 2l+1 its odd one */
+static const int32_t pool_lo[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+
+static inline __mmask16 pool_lanes_below(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+__attribute__((target("avx512f"))) static void pool_row16(float *y, int32_t *idx, const float *r0,
+                                                          int w, int at0, int n)
+{
+    const __m512i evens = _mm512_loadu_si512(pool_evens);
+    const __m512i odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+    const __mmask16 ma = pool_lanes_below(2 * n), mb = pool_lanes_below(2 * n - 16);
+    __m512 v[4]; /* the window's inputs in scan order: r0 even, r0 odd, r1 even, r1 odd */
+    for (int r = 0; r < 2; r++) {
+        const float *row = r0 + (long)r * w;
+        const __m512 a = _mm512_maskz_loadu_ps(ma, row), b = _mm512_maskz_loadu_ps(mb, row + 16);
+        v[2 * r] = _mm512_permutex2var_ps(a, evens, b);
+        v[2 * r + 1] = _mm512_permutex2var_ps(a, odds, b);
+    }
+    const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(at0),
+                                        _mm512_slli_epi32(_mm512_loadu_si512(pool_lanes), 1));
+    const int32_t step[4] = {0, 1, w, w + 1};
+    __m512 m = v[0];
+    __m512i k = at;
+    for (int q = 1; q < 4; q++) {
+        const __mmask16 gt = _mm512_cmp_ps_mask(v[q], m, _CMP_GT_OQ);
+        k = _mm512_mask_mov_epi32(k, gt, _mm512_add_epi32(at, _mm512_set1_epi32(step[q])));
+        m = _mm512_mask_mov_ps(m, gt, v[q]);
+    }
+    const __mmask16 out = pool_lanes_below(n);
+    _mm512_mask_storeu_ps(y, out, m);
+    _mm512_mask_storeu_epi32(idx, out, k);
+}
+
+__attribute__((target("avx512f"))) static void unpool_row16(float *r0, const float *dy,
+                                                            const int32_t *idx, int w, int at0,
+                                                            int n)
+{
+    const __mmask16 out = pool_lanes_below(n);
+    const __m512 d = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(out, dy));
+    const __m512i k = _mm512_maskz_loadu_epi32(out, idx);
+    const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(at0),
+                                        _mm512_slli_epi32(_mm512_loadu_si512(pool_lanes), 1));
+    const __m512i lo = _mm512_loadu_si512(pool_lo);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    const int32_t step[4] = {0, 1, w, w + 1};
+    __m512 v[4];
+    for (int q = 0; q < 4; q++)
+        v[q] = _mm512_maskz_mov_ps(
+            _mm512_cmpeq_epi32_mask(k, _mm512_add_epi32(at, _mm512_set1_epi32(step[q]))), d);
+    const __mmask16 ma = pool_lanes_below(2 * n), mb = pool_lanes_below(2 * n - 16);
+    for (int r = 0; r < 2; r++) {
+        float *row = r0 + (long)r * w;
+        _mm512_mask_storeu_ps(row, ma, _mm512_permutex2var_ps(v[2 * r], lo, v[2 * r + 1]));
+        _mm512_mask_storeu_ps(row + 16, mb, _mm512_permutex2var_ps(v[2 * r], hi, v[2 * r + 1]));
+    }
+}
+
+static bool pool16(void) { return nn_isa() >= NN_ISA_AVX512; }
+#else
+#define NN_POOL16 0
+#endif
+
 void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, int h, int w,
                         int size, int stride, int oh, int ow)
 {
@@ -20,6 +97,15 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, i
         const float *xp = x + p * plane;
         float *yp = y + p * oplane;
         int32_t *ip = idx + p * oplane;
+#if NN_POOL16
+        if (size == 2 && stride == 2 && pool16()) {
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j += 16)
+                    pool_row16(yp + i * ow + j, ip + i * ow + j, xp + 2L * i * w + 2 * j, w,
+                               2 * i * w + 2 * j, DT_MIN(16, ow - j));
+            continue;
+        }
+#endif
         if (size == 2 && stride == 2) {
             /* the common case, as selects instead of a branchy scan; the
              * order of the comparisons keeps the first maximum */
@@ -72,6 +158,15 @@ void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B,
             float *xp = dx + p * plane;
             const float *dp = dy + p * oplane;
             const int32_t *ip = idx + p * oplane;
+#if NN_POOL16
+            if (pool16()) {
+                for (int i = 0; i < oh; i++)
+                    for (int j = 0; j < ow; j += 16)
+                        unpool_row16(xp + 2L * i * w + 2 * j, dp + i * ow + j, ip + i * ow + j, w,
+                                     2 * i * w + 2 * j, DT_MIN(16, ow - j));
+                continue;
+            }
+#endif
             for (int i = 0; i < oh; i++) {
                 float *r0 = xp + 2L * i * w, *r1 = r0 + w;
                 for (int j = 0; j < ow; j++) {

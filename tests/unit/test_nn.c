@@ -491,6 +491,8 @@ START_TEST(test_conv_grad_wide)
         ck_assert_int_eq(check_conv(2, 7, 9, 16, 3, 3, 1, 1, 2, 1, NN_ACT_NONE, 0), 0);
         ck_assert_int_eq(check_conv(2, 5, 13, 32, 2, 3, 1, 1, 2, 2, NN_ACT_TANH, 0), 0);
         ck_assert_int_eq(check_conv(2, 6, 6, 20, 3, 3, 1, 1, 2, 2, NN_ACT_NONE, 0), 0);
+        /* 12 channels in 16 lanes; pad 2 > the rows' offsets of col2im */
+        ck_assert_int_eq(check_conv(2, 6, 9, 12, 3, 3, 1, 2, 3, 2, NN_ACT_TANH, 0), 0);
         /* one input channel: 7 and 13 outputs (groups 6 + 1 and 6 + 6 + 1) */
         ck_assert_int_eq(check_conv_nodx(6, 35, 7, 5, 5, 2, 2, NN_ACT_RELU, 0), 0);
         ck_assert_int_eq(check_conv_nodx(4, 30, 13, 3, 4, 1, 2, NN_ACT_SIGMOID, 0), 0);
@@ -527,12 +529,14 @@ static float *conv_outputs(int C, int H, int W, int O, int k, int pad, long B, n
 }
 
 /* The AVX-512 convolution kernels give the AVX2 ones' bits: LeNet's two
- * convolutions on 3 samples, and a 32-channel one with odd rows. */
+ * convolutions on 3 samples, a 32-channel one with odd rows, 12 channels
+ * in 16 lanes with a wide pad, 13 channels of one input channel. */
 START_TEST(test_conv_wide_same_bits)
 {
     const int geo[][6] = {/* C H W O k pad */ {1, 28, 28, 6, 5, 2},
                           {6, 14, 14, 16, 5, 0},
                           {3, 9, 13, 32, 3, 1},
+                          {2, 8, 11, 12, 3, 2},
                           {1, 11, 40, 13, 3, 1}};
     for (size_t i = 0; i < DT_ARRAY_LEN(geo); i++) {
         const int *q = geo[i];
@@ -545,6 +549,47 @@ START_TEST(test_conv_wide_same_bits)
         ck_assert_msg(diff == 0, "geometry %zu: %zu of %zu values differ", i, diff, na);
         free(a);
         free(b);
+    }
+}
+END_TEST
+
+/* 2x2/2 max pooling with AVX-512 gives the C loop's maxima, indices and
+ * gradients, ties (first maximum) and NaN included; rows of 28, 10, 9
+ * (odd: a column dropped) and 40 (16 + 4 outputs). */
+START_TEST(test_maxpool_same_bits)
+{
+    const int geo[][2] = {{28, 28}, {10, 10}, {7, 9}, {6, 40}};
+    for (size_t t = 0; t < DT_ARRAY_LEN(geo); t++) {
+        const int h = geo[t][0], w = geo[t][1], oh = h / 2, ow = w / 2, C = 3;
+        const long nx = (long)C * h * w, ny = (long)C * oh * ow;
+        float *x = malloc(sizeof(float) * (size_t)nx), *dy = malloc(sizeof(float) * (size_t)ny);
+        fill_uniform(x, nx, 41 + (uint64_t)t, -2, 2);
+        for (long i = 0; i < nx; i++) x[i] = roundf(x[i]); /* 5 levels: many ties */
+        x[3] = NAN;
+        x[nx - 2] = NAN;
+        fill_uniform(dy, ny, 43, -1, 1);
+        dy[0] = -0.0f;
+        float *y[2], *dx[2];
+        int32_t *idx[2];
+        for (int r = 0; r < 2; r++) {
+            y[r] = malloc(sizeof(float) * (size_t)ny);
+            idx[r] = malloc(sizeof(int32_t) * (size_t)ny);
+            dx[r] = malloc(sizeof(float) * (size_t)nx);
+            nn_leaf_limit_isa(r ? NN_ISA_AVX512 : NN_ISA_AVX2);
+            nn_maxpool_forward(y[r], idx[r], x, 1, C, h, w, 2, 2, oh, ow);
+            nn_maxpool_backward(dx[r], dy, idx[r], 1, C, h, w, 2, 2, oh, ow);
+        }
+        nn_leaf_limit_isa(NN_ISA_AVX512);
+        ck_assert_msg(memcmp(y[0], y[1], sizeof(float) * (size_t)ny) == 0, "geometry %zu: y", t);
+        ck_assert_msg(memcmp(idx[0], idx[1], sizeof(int32_t) * (size_t)ny) == 0, "geometry %zu: idx", t);
+        ck_assert_msg(memcmp(dx[0], dx[1], sizeof(float) * (size_t)nx) == 0, "geometry %zu: dx", t);
+        for (int r = 0; r < 2; r++) {
+            free(y[r]);
+            free(idx[r]);
+            free(dx[r]);
+        }
+        free(x);
+        free(dy);
     }
 }
 END_TEST
@@ -589,8 +634,13 @@ static int check_pool(int C, int H, int W, int size, int stride, long B, int cor
 
 START_TEST(test_maxpool_grad)
 {
-    ck_assert_int_eq(check_pool(2, 6, 6, 2, 2, 2, 0), 0);
-    ck_assert_int_eq(check_pool(2, 7, 9, 2, 2, 2, 0), 0); /* odd: last row/col dropped */
+    for (int isa = NN_ISA_AVX2; isa <= NN_ISA_AVX512; isa++) { /* 2x2/2: C and AVX-512 */
+        nn_leaf_limit_isa(isa);
+        ck_assert_int_eq(check_pool(2, 6, 6, 2, 2, 2, 0), 0);
+        ck_assert_int_eq(check_pool(2, 7, 9, 2, 2, 2, 0), 0); /* odd: last row/col dropped */
+        ck_assert_int_eq(check_pool(1, 4, 42, 2, 2, 2, 0), 0); /* 21 outputs: 16 + 5 */
+    }
+    nn_leaf_limit_isa(NN_ISA_AVX512);
     ck_assert_int_eq(check_pool(2, 7, 7, 3, 2, 2, 0), 0); /* overlapping windows */
     ck_assert_int_eq(check_pool(1, 8, 6, 3, 2, 3, 0), 0);
     ck_assert_int_eq(check_pool(2, 4, 4, 3, 1, 2, 0), 0); /* 2x2 out of 4x4, but 3x3 windows overlap */
@@ -1514,6 +1564,7 @@ static Suite *nn_suite(void)
     tcase_add_test(kinds, test_conv_grad_one_channel);
     tcase_add_test(kinds, test_conv_grad_wide);
     tcase_add_test(kinds, test_conv_wide_same_bits);
+    tcase_add_test(kinds, test_maxpool_same_bits);
     tcase_add_test(kinds, test_maxpool_grad);
     tcase_add_test(kinds, test_maxpool_ties);
     tcase_add_test(kinds, test_checker_catches_errors);
