@@ -133,6 +133,17 @@ __attribute__((target("avx2,fma"))) static inline void store_first(float *d, __m
     if (n >= 1) _mm_store_ss(d, h);
 }
 
+/* The sum of the 8 lanes, always in this order: (0+4, 1+5, 2+6, 3+7), then
+ * (0+2, 1+3), then their sum. Every kernel that reduces a vector to one
+ * gradient uses it, so the AVX2 and AVX-512 kernels agree to the bit. */
+__attribute__((target("avx2"), always_inline)) static inline float hsum8(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
 /* Output rows i of channels o0 .. o0+NO (NO = 1 or 2, a constant after
  * inlining) over one 32-column block: 4*NO independent accumulators, so the
  * FMA latency (4 cycles) does not bound the loop, and each input vector
@@ -300,13 +311,7 @@ direct_dw_row(float *const dw_row[2], const float *const dz[2], const float *xs,
         }
     }
     for (int c = 0; c < NO; c++)
-        for (int kj = 0; kj < KW; kj++) {
-            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[c][kj]),
-                                  _mm256_extractf128_ps(acc[c][kj], 1));
-            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            dw_row[c][kj] += _mm_cvtss_f32(s);
-        }
+        for (int kj = 0; kj < KW; kj++) dw_row[c][kj] += hsum8(acc[c][kj]);
 }
 
 /* direct_dw_row for NP (<= 3) pairs of channels o0.., one pair per 16-lane
@@ -341,15 +346,10 @@ direct_dw_pairs16(float *dw, long o0, const float *dzs, const float *xs, long SW
     for (int q = 0; q < NP; q++)
         for (int half = 0; half < 2; half++) {
             float *row = dw + ((o0 + 2 * q + half) * KH + ki) * KW;
-            for (int kj = 0; kj < KW; kj++) {
-                const __m256 a = _mm256_castpd_ps(
+            for (int kj = 0; kj < KW; kj++)
+                row[kj] += hsum8(_mm256_castpd_ps(
                     half ? _mm512_extractf64x4_pd(_mm512_castps_pd(acc[q][kj]), 1)
-                         : _mm512_castpd512_pd256(_mm512_castps_pd(acc[q][kj])));
-                __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-                h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-                h = _mm_add_ss(h, _mm_movehdup_ps(h));
-                row[kj] += _mm_cvtss_f32(h);
-            }
+                         : _mm512_castpd512_pd256(_mm512_castps_pd(acc[q][kj]))));
         }
 }
 
@@ -376,6 +376,39 @@ __attribute__((target("avx512f"))) static void direct_dw16(float *dw, const floa
         }
 }
 
+/* The staging of direct_backward_params for ReLU or no activation, 16
+ * lanes at a time: dz = y > 0 ? dy : 0 (or dy), zero past ow, and each
+ * row's 8-lane pieces added to the bias sum in the AVX2 order. */
+__attribute__((target("avx512f"))) static void stage_dz16(float *dzs, float *db, const float *dy,
+                                                          const float *y, long n, int O, int OH,
+                                                          int OW, long ldz, nn_act act)
+{
+    const long P = (long)OH * OW;
+    for (int o = 0; o < O; o++) {
+        __m256 s = _mm256_setzero_ps();
+        for (int i = 0; i < OH; i++) {
+            float *d = dzs + ((long)o * OH + i) * ldz;
+            const long at = (n * O + o) * P + (long)i * OW;
+            for (long j = 0; j < ldz; j += 16) {
+                const long left = OW - j;
+                const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF
+                                    : left <= 0 ? 0
+                                                : (__mmask16)((1u << left) - 1);
+                __m512 v = _mm512_maskz_loadu_ps(m, dy + at + j);
+                if (act == NN_ACT_RELU)
+                    v = _mm512_maskz_mov_ps(
+                        _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, y + at + j),
+                                           _mm512_setzero_ps(), _CMP_GT_OQ),
+                        v);
+                _mm512_storeu_ps(d + j, v);
+                s = _mm256_add_ps(s, _mm256_castpd_ps(_mm512_castpd512_pd256(_mm512_castps_pd(v))));
+                s = _mm256_add_ps(s, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+            }
+        }
+        db[o] += hsum8(s);
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void direct_backward_params(
     float *dw, float *db, const float *dy, const float *y, const float *x, long B,
     const nn_conv_geom *g, nn_act act, float *ws)
@@ -387,20 +420,20 @@ __attribute__((target("avx2,fma"))) static void direct_backward_params(
     for (long n = 0; n < B; n++) {
         stage_plane(xs, x + n * (long)g->h * g->w, g);
         /* dz, zero-padded to whole blocks, and the bias gradient */
-        for (int o = 0; o < O; o++) {
-            __m256 s = _mm256_setzero_ps();
-            for (int i = 0; i < OH; i++) {
-                float *d = dzs + ((long)o * OH + i) * ldz;
-                long at = (n * O + o) * P + (long)i * OW;
-                nn_act_backward(act, d, dy + at, y + at, OW);
-                for (long j = OW; j < ldz; j++) d[j] = 0.0f;
-                for (long v = 0; v < NV; v++) s = _mm256_add_ps(s, _mm256_loadu_ps(d + v * 8));
+        if ((act == NN_ACT_RELU || act == NN_ACT_NONE) && use_avx512())
+            stage_dz16(dzs, db, dy, y, n, O, OH, OW, ldz, act);
+        else
+            for (int o = 0; o < O; o++) {
+                __m256 s = _mm256_setzero_ps();
+                for (int i = 0; i < OH; i++) {
+                    float *d = dzs + ((long)o * OH + i) * ldz;
+                    long at = (n * O + o) * P + (long)i * OW;
+                    nn_act_backward(act, d, dy + at, y + at, OW);
+                    for (long j = OW; j < ldz; j++) d[j] = 0.0f;
+                    for (long v = 0; v < NV; v++) s = _mm256_add_ps(s, _mm256_loadu_ps(d + v * 8));
+                }
+                db[o] += hsum8(s);
             }
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            db[o] += _mm_cvtss_f32(h);
-        }
         int o = 0;
         if (use_avx512()) /* pairs of channels, then a last odd one */
             while (O - o >= 2) {

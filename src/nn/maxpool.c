@@ -32,8 +32,8 @@ static inline __mmask16 pool_lanes_below(int n)
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
 }
 
-__attribute__((target("avx512f"))) static void pool_row16(float *y, int32_t *idx, const float *r0,
-                                                          int w, int at0, int n)
+__attribute__((target("avx512f"), always_inline)) static inline void
+pool_row16(float *y, int32_t *idx, const float *r0, int w, int at0, int n)
 {
     const __m512i evens = _mm512_loadu_si512(pool_evens);
     const __m512i odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
@@ -60,9 +60,8 @@ __attribute__((target("avx512f"))) static void pool_row16(float *y, int32_t *idx
     _mm512_mask_storeu_epi32(idx, out, k);
 }
 
-__attribute__((target("avx512f"))) static void unpool_row16(float *r0, const float *dy,
-                                                            const int32_t *idx, int w, int at0,
-                                                            int n)
+__attribute__((target("avx512f"), always_inline)) static inline void
+unpool_row16(float *r0, const float *dy, const int32_t *idx, int w, int at0, int n)
 {
     const __mmask16 out = pool_lanes_below(n);
     const __m512 d = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(out, dy));
@@ -84,6 +83,34 @@ __attribute__((target("avx512f"))) static void unpool_row16(float *r0, const flo
     }
 }
 
+/* every plane of the batch in one call (the row kernels inlined, their
+ * constants loaded once) */
+__attribute__((target("avx512f"))) static void pool_planes16(float *y, int32_t *idx,
+                                                             const float *x, long planes, int h,
+                                                             int w, int oh, int ow)
+{
+    const long plane = (long)h * w, oplane = (long)oh * ow;
+    for (long p = 0; p < planes; p++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j += 16)
+                pool_row16(y + p * oplane + i * ow + j, idx + p * oplane + i * ow + j,
+                           x + p * plane + 2L * i * w + 2 * j, w, 2 * i * w + 2 * j,
+                           DT_MIN(16, ow - j));
+}
+
+__attribute__((target("avx512f"))) static void unpool_planes16(float *dx, const float *dy,
+                                                               const int32_t *idx, long planes,
+                                                               int h, int w, int oh, int ow)
+{
+    const long plane = (long)h * w, oplane = (long)oh * ow;
+    for (long p = 0; p < planes; p++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j += 16)
+                unpool_row16(dx + p * plane + 2L * i * w + 2 * j, dy + p * oplane + i * ow + j,
+                             idx + p * oplane + i * ow + j, w, 2 * i * w + 2 * j,
+                             DT_MIN(16, ow - j));
+}
+
 static bool pool16(void) { return nn_isa() >= NN_ISA_AVX512; }
 #else
 #define NN_POOL16 0
@@ -93,19 +120,16 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, i
                         int size, int stride, int oh, int ow)
 {
     const long plane = (long)h * w, oplane = (long)oh * ow;
+#if NN_POOL16
+    if (size == 2 && stride == 2 && pool16()) {
+        pool_planes16(y, idx, x, B * c, h, w, oh, ow);
+        return;
+    }
+#endif
     for (long p = 0; p < B * c; p++) {
         const float *xp = x + p * plane;
         float *yp = y + p * oplane;
         int32_t *ip = idx + p * oplane;
-#if NN_POOL16
-        if (size == 2 && stride == 2 && pool16()) {
-            for (int i = 0; i < oh; i++)
-                for (int j = 0; j < ow; j += 16)
-                    pool_row16(yp + i * ow + j, ip + i * ow + j, xp + 2L * i * w + 2 * j, w,
-                               2 * i * w + 2 * j, DT_MIN(16, ow - j));
-            continue;
-        }
-#endif
         if (size == 2 && stride == 2) {
             /* the common case, as selects instead of a branchy scan; the
              * order of the comparisons keeps the first maximum */
@@ -154,19 +178,16 @@ void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B,
         /* 2x2 windows tiling the plane: every dx is written once, without
          * the pass that zeroes dx first (a third of this backward's time in
          * LeNet). 0.0f + dy, as the zero-then-add gives: +0 for a -0 dy. */
+#if NN_POOL16
+        if (pool16()) {
+            unpool_planes16(dx, dy, idx, B * c, h, w, oh, ow);
+            return;
+        }
+#endif
         for (long p = 0; p < B * c; p++) {
             float *xp = dx + p * plane;
             const float *dp = dy + p * oplane;
             const int32_t *ip = idx + p * oplane;
-#if NN_POOL16
-            if (pool16()) {
-                for (int i = 0; i < oh; i++)
-                    for (int j = 0; j < ow; j += 16)
-                        unpool_row16(xp + 2L * i * w + 2 * j, dp + i * ow + j, ip + i * ow + j, w,
-                                     2 * i * w + 2 * j, DT_MIN(16, ow - j));
-                continue;
-            }
-#endif
             for (int i = 0; i < oh; i++) {
                 float *r0 = xp + 2L * i * w, *r1 = r0 + w;
                 for (int j = 0; j < ow; j++) {
