@@ -174,10 +174,13 @@ void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B,
                          int w, int size, int stride, int oh, int ow)
 {
     const long plane = (long)h * w, oplane = (long)oh * ow;
-    if (size == 2 && stride == 2 && h == 2 * oh && w == 2 * ow) {
+    if (size == 2 && stride == 2 && h == 2 * oh && w == 2 * ow && ow >= 8) {
         /* 2x2 windows tiling the plane: every dx is written once, without
          * the pass that zeroes dx first (a third of this backward's time in
-         * LeNet). 0.0f + dy, as the zero-then-add gives: +0 for a -0 dy. */
+         * LeNet's first pooling). 0.0f + dy, as the zero-then-add gives: +0
+         * for a -0 dy. Rows of fewer than 8 outputs (LeNet's second
+         * pooling, 5) are faster as zero-then-scatter: 0.034 against 0.048
+         * ms per update. */
 #if NN_POOL16
         if (pool16()) {
             unpool_planes16(dx, dy, idx, B * c, h, w, oh, ow);
