@@ -184,8 +184,6 @@ direct_block(float *const yr[2], const float *xs, long SW, const float *const wo
  * the AVX2 ones. Every output element is the same chain of FMAs, in the same
  * order, as in the AVX2 kernel, so the two give the same bits (test_nn
  * compares them); only the blocking around the chains differs. */
-static bool use_avx512(void) { return nn_isa() >= NN_ISA_AVX512; }
-
 #define NN_DIRECT16_MAX_NO 6
 
 /* direct_block over NO (<= 6, a constant after inlining) channels at once,
@@ -212,9 +210,7 @@ direct_block16(float *const *yr, const float *xs, long SW, const float *const *w
         for (int v = 0; v < 2; v++) {
             __m512 r = a[c][v];
             if (act == NN_ACT_RELU) r = _mm512_max_ps(r, _mm512_setzero_ps());
-            const long n = left - 16 * v;
-            const __mmask16 k = n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-            _mm512_mask_storeu_ps(yr[c] + 16 * v, k, r);
+            _mm512_mask_storeu_ps(yr[c] + 16 * v, nn_lanes16(left - 16 * v), r);
         }
 }
 
@@ -262,7 +258,7 @@ __attribute__((target("avx2,fma"))) static void direct_forward(float *y, const f
     const int O = g->out_c, KH = g->kh, KW = g->kw, OW = g->ow;
     for (long n = 0; n < B; n++) {
         stage_plane(xs, x + n * (long)g->h * g->w, g);
-        if (use_avx512()) {
+        if (nn_use_avx512()) {
             direct_rows16(y, w, b, n, g, act, xs);
             continue;
         }
@@ -390,10 +386,7 @@ __attribute__((target("avx512f"))) static void stage_dz16(float *dzs, float *db,
             float *d = dzs + ((long)o * OH + i) * ldz;
             const long at = (n * O + o) * P + (long)i * OW;
             for (long j = 0; j < ldz; j += 16) {
-                const long left = OW - j;
-                const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF
-                                    : left <= 0 ? 0
-                                                : (__mmask16)((1u << left) - 1);
+                const __mmask16 m = nn_lanes16(OW - j);
                 __m512 v = _mm512_maskz_loadu_ps(m, dy + at + j);
                 if (act == NN_ACT_RELU)
                     v = _mm512_maskz_mov_ps(
@@ -420,7 +413,7 @@ __attribute__((target("avx2,fma"))) static void direct_backward_params(
     for (long n = 0; n < B; n++) {
         stage_plane(xs, x + n * (long)g->h * g->w, g);
         /* dz, zero-padded to whole blocks, and the bias gradient */
-        if ((act == NN_ACT_RELU || act == NN_ACT_NONE) && use_avx512())
+        if ((act == NN_ACT_RELU || act == NN_ACT_NONE) && nn_use_avx512())
             stage_dz16(dzs, db, dy, y, n, O, OH, OW, ldz, act);
         else
             for (int o = 0; o < O; o++) {
@@ -435,7 +428,7 @@ __attribute__((target("avx2,fma"))) static void direct_backward_params(
                 db[o] += hsum8(s);
             }
         int o = 0;
-        if (use_avx512()) /* pairs of channels, then a last odd one */
+        if (nn_use_avx512()) /* pairs of channels, then a last odd one */
             while (O - o >= 2) {
                 const int NP = DT_MIN(3, (O - o) / 2);
                 direct_dw16(dw, dzs, xs, g, SW, ldz, NV, o, NP);
@@ -592,7 +585,7 @@ __attribute__((target("avx512f"))) static void mc_correlate16(float *tmp, const 
 __attribute__((target("avx2,fma"))) static void mc_correlate(float *tmp, const float *xs,
                                                              const float *wt, const mc_geom *m)
 {
-    if (m->Op % 16 == 0 && use_avx512()) {
+    if (m->Op % 16 == 0 && nn_use_avx512()) {
         mc_correlate16(tmp, xs, wt, m);
         return;
     }
@@ -757,7 +750,7 @@ __attribute__((target("avx512f"))) static void dz_transpose16(float *dzt, float 
                            _mm512_set1_epi32((int)GP));
     for (int og = 0; og < Op; og += 16) {
         const int live = DT_MIN(16, O - og);
-        const __mmask16 m = (__mmask16)(live >= 16 ? 0xFFFFu : (1u << live) - 1);
+        const __mmask16 m = nn_lanes16(live);
         const float *base = dz + og * GP;
         __m512 s = _mm512_setzero_ps();
         for (long p = 0; p < P; p++) {
@@ -863,7 +856,7 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
             for (int o = 0; o < O; o++)
                 nn_act_backward(act, dz + o * GP + (n - n0) * P, dy + (n * O + o) * P,
                                 y + (n * O + o) * P, P);
-            if (Op % 16 == 0 && GP * 16 < INT_MAX && use_avx512())
+            if (Op % 16 == 0 && GP * 16 < INT_MAX && nn_use_avx512())
                 dz_transpose16(dzt, db, dz + (n - n0) * P, GP, P, O, Op);
             else
                 for (int o = 0; o < Op; o++) {
@@ -877,7 +870,7 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
                     if (o < O) db[o] += s;
                 }
             mc_stage(xs, x + n * in_size, &m);
-            if (Op % 16 == 0 && use_avx512()) {
+            if (Op % 16 == 0 && nn_use_avx512()) {
                 mc_dw16(dwt, dzt, xs, &m);
                 continue;
             }
@@ -916,7 +909,7 @@ __attribute__((target("avx2,fma"))) static void mc_backward(float *dx, float *dw
             else
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)GP, O, 1.0f, w,
                             (int)K, dz, (int)GP, 0.0f, col, (int)GP);
-            if (g->w <= 16 && use_avx512())
+            if (g->w <= 16 && nn_use_avx512())
                 col2im16(dx + n0 * in_size, col, G, g);
             else
                 col2im_s1(dx + n0 * in_size, col, G, g);

@@ -125,6 +125,12 @@ void nn_transpose(float *dst, const float *src, long rows, long cols);
 enum { NN_ISA_PORTABLE, NN_ISA_AVX2, NN_ISA_AVX512 };
 void nn_leaf_limit_isa(int max_isa);
 int nn_isa(void);
+static inline bool nn_use_avx512(void) { return nn_isa() >= NN_ISA_AVX512; }
+/* The 16-lane mask of lanes [0, n), n clamped to [0, 16] (an __mmask16). */
+static inline unsigned short nn_lanes16(long n)
+{
+    return n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (unsigned short)((1u << n) - 1);
+}
 
 /* Leaf-mode variants of the kernels (a layer with l->leaf > 0 calls these).
  * ws: the layer's leaf workspace (nn_dense_leaf_workspace / nn_conv_leaf_workspace). */

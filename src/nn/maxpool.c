@@ -27,17 +27,12 @@ static const int32_t pool_lanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
 /* lane 2l of a row is window l's even input, lane 2l+1 its odd one */
 static const int32_t pool_lo[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
 
-static inline __mmask16 pool_lanes_below(int n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
-
 __attribute__((target("avx512f"), always_inline)) static inline void
 pool_row16(float *y, int32_t *idx, const float *r0, int w, int at0, int n)
 {
     const __m512i evens = _mm512_loadu_si512(pool_evens);
     const __m512i odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
-    const __mmask16 ma = pool_lanes_below(2 * n), mb = pool_lanes_below(2 * n - 16);
+    const __mmask16 ma = nn_lanes16(2 * n), mb = nn_lanes16(2 * n - 16);
     __m512 v[4]; /* the window's inputs in scan order: r0 even, r0 odd, r1 even, r1 odd */
     for (int r = 0; r < 2; r++) {
         const float *row = r0 + (long)r * w;
@@ -55,7 +50,7 @@ pool_row16(float *y, int32_t *idx, const float *r0, int w, int at0, int n)
         k = _mm512_mask_mov_epi32(k, gt, _mm512_add_epi32(at, _mm512_set1_epi32(step[q])));
         m = _mm512_mask_mov_ps(m, gt, v[q]);
     }
-    const __mmask16 out = pool_lanes_below(n);
+    const __mmask16 out = nn_lanes16(n);
     _mm512_mask_storeu_ps(y, out, m);
     _mm512_mask_storeu_epi32(idx, out, k);
 }
@@ -63,7 +58,7 @@ pool_row16(float *y, int32_t *idx, const float *r0, int w, int at0, int n)
 __attribute__((target("avx512f"), always_inline)) static inline void
 unpool_row16(float *r0, const float *dy, const int32_t *idx, int w, int at0, int n)
 {
-    const __mmask16 out = pool_lanes_below(n);
+    const __mmask16 out = nn_lanes16(n);
     const __m512 d = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(out, dy));
     const __m512i k = _mm512_maskz_loadu_epi32(out, idx);
     const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(at0),
@@ -75,7 +70,7 @@ unpool_row16(float *r0, const float *dy, const int32_t *idx, int w, int at0, int
     for (int q = 0; q < 4; q++)
         v[q] = _mm512_maskz_mov_ps(
             _mm512_cmpeq_epi32_mask(k, _mm512_add_epi32(at, _mm512_set1_epi32(step[q]))), d);
-    const __mmask16 ma = pool_lanes_below(2 * n), mb = pool_lanes_below(2 * n - 16);
+    const __mmask16 ma = nn_lanes16(2 * n), mb = nn_lanes16(2 * n - 16);
     for (int r = 0; r < 2; r++) {
         float *row = r0 + (long)r * w;
         _mm512_mask_storeu_ps(row, ma, _mm512_permutex2var_ps(v[2 * r], lo, v[2 * r + 1]));
@@ -111,7 +106,6 @@ __attribute__((target("avx512f"))) static void unpool_planes16(float *dx, const 
                              DT_MIN(16, ow - j));
 }
 
-static bool pool16(void) { return nn_isa() >= NN_ISA_AVX512; }
 #else
 #define NN_POOL16 0
 #endif
@@ -121,7 +115,7 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, long B, int c, i
 {
     const long plane = (long)h * w, oplane = (long)oh * ow;
 #if NN_POOL16
-    if (size == 2 && stride == 2 && pool16()) {
+    if (size == 2 && stride == 2 && nn_use_avx512()) {
         pool_planes16(y, idx, x, B * c, h, w, oh, ow);
         return;
     }
@@ -182,7 +176,7 @@ void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, long B,
          * pooling, 5) are faster as zero-then-scatter: 0.034 against 0.048
          * ms per update. */
 #if NN_POOL16
-        if (pool16()) {
+        if (nn_use_avx512()) {
             unpool_planes16(dx, dy, idx, B * c, h, w, oh, ow);
             return;
         }

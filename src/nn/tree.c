@@ -66,7 +66,6 @@ static int cpu_isa(void)
 }
 int nn_isa(void) { return DT_MIN(cpu_isa(), isa_limit); }
 static bool use_avx2(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX2; }
-static bool use_avx512(void) { return DT_MIN(cpu_isa(), isa_limit) >= NN_ISA_AVX512; }
 #else
 #define NN_TREE_AVX2 0
 int nn_isa(void) { return NN_ISA_PORTABLE; }
@@ -592,7 +591,7 @@ void nn_dense_dw_tree(float *dw, const float *dzt, const float *x, long n, int i
 {
     if (!nn_whole_subtree(n, leaf)) DT_BUG("leaf mode: %ld samples are not whole leaves of %ld", n, leaf);
 #if NN_TREE_AVX2
-    if (use_avx512() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
+    if (nn_use_avx512() && leaf == 1 && n >= 4 && nn_tree_levels(n) <= DW_MAX_LEVELS) {
         const long tiles = (long)((in + 31) / 32) * out;
         z_tiles(dw, dzt, x, n, in, out, 0, tiles);
         return;
@@ -758,7 +757,7 @@ void nn_rows_gemm(float *C, long ldc, const float *A, long rs_a, long cs_a, cons
 {
     if (M <= 0 || N <= 0) return;
 #if NN_TREE_AVX2
-    if (use_avx512()) {
+    if (nn_use_avx512()) {
         const long tiles = (N + 47) / 48 * ((M + 7) / 8);
         z_rows_tiles(C, ldc, A, rs_a, cs_a, B, ldb, M, N, K, 0, tiles);
         return;
