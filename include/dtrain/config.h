@@ -111,6 +111,7 @@ typedef struct {
         dt_reduce_algo allreduce;
         dt_reduce_dtype dtype;
         bool reproducible; /* the same bits on any power-of-two world size */
+        bool balance;      /* shards sized to each rank's measured speed */
     } comm;
 
     struct {

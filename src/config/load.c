@@ -89,6 +89,15 @@ static dt_status cross_checks(loader *L, const node *root, const dt_config *cfg)
                            "false",
                            dt_reduce_dtype_name(cfg->comm.dtype));
     }
+    /* The exact tree fixes which samples each rank sums; balancing moves
+     * the cut with the measured speed. */
+    if (cfg->comm.reproducible && cfg->comm.balance) {
+        const entry *e = cfg_find(cfg_lookup(root, "comm"), "balance");
+        return cfg_fail_at(L, e ? e->src : -1, e ? e->line : 0, e ? e->col : 0,
+                           "comm.balance: true cannot be exact with comm.reproducible: true "
+                           "(the cut of the batch would follow timing); set one of them to "
+                           "false");
+    }
     return DT_OK;
 }
 

@@ -222,6 +222,7 @@ static const field comm_fields[] = {
     {.key = "dtype", .type = F_ENUM, .off = OFF(comm.dtype), .def = DT_REDUCE_FLOAT32,
      .names = &dtype_names},
     BOOL_ROW("reproducible", comm.reproducible, 0, 0),
+    BOOL_ROW("balance", comm.balance, 0, 0),
 };
 
 static const field runtime_fields[] = {

@@ -104,13 +104,45 @@ static dt_status open_outputs(trainer *tr, bool resumed, dt_error *err)
     return st;
 }
 
+/* Where comm.balance left the cut: every rank's shard (and its compute per
+ * sample) up to 8 ranks, the smallest and largest beyond. */
+static void report_balance(const trainer *tr)
+{
+    if (!tr->metrics || !tr->balance) return;
+    const long *n = dt_balance_counts(tr->balance);
+    const double *cost = dt_balance_costs(tr->balance);
+    const int P = tr->comm->world;
+    char buf[512];
+    size_t used = 0;
+    if (P <= 8) {
+        for (int r = 0; r < P && used < sizeof buf; r++)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%ld (%.1f us/sample)",
+                                     r ? ", " : "", n[r], cost[r] * 1e6);
+    } else {
+        int lo = 0, hi = 0;
+        for (int r = 1; r < P; r++) {
+            if (n[r] < n[lo]) lo = r;
+            if (n[r] > n[hi]) hi = r;
+        }
+        snprintf(buf, sizeof buf, "from %ld (rank %d) to %ld (rank %d)", n[lo], lo, n[hi], hi);
+    }
+    dt_metrics_note(tr->metrics, "balance: shards %s of %ld after %ld re-cut%s", buf,
+                    tr->cfg.train.global_batch, dt_balance_changes(tr->balance),
+                    dt_balance_changes(tr->balance) == 1 ? "" : "s");
+}
+
 static void report_startup(const trainer *tr)
 {
     if (!tr->metrics) return;
     const dt_config *c = &tr->cfg;
-    char layout[LAYOUT_TEXT_MAX], exchange[256];
+    char layout[LAYOUT_TEXT_MAX], exchange[320];
     dt_model_describe(tr->model, layout, sizeof layout);
     dt_exchange_describe(tr->exchange, exchange, sizeof exchange);
+    if (tr->balance) {
+        const size_t used = strlen(exchange);
+        snprintf(exchange + used, sizeof exchange - used,
+                 "; shards sized to each rank's measured speed");
+    }
     dt_run_facts f = {
         .name = c->run.name,
         .world = tr->comm->world,
@@ -349,6 +381,7 @@ dt_status dt_train_run(const dt_comm *comm, const dt_run_options *opt)
     double wall0 = dt_comm_time();
     st = train_loop(&tr, first_step, &res, &err);
     if ((st = agree(&tr, st, &err))) goto done;
+    report_balance(&tr);
     /* the weights after the last update (a resumed run that had already
      * finished: those of its checkpoint) */
     st = export_at_end(&tr, DT_MAX(tr.total_steps, first_step - 1), &err);

@@ -240,7 +240,12 @@ dt_status train_build(trainer *tr, dt_error *err)
     if (st) return st;
     long begin, end;
     dt_shard(c->train.global_batch, cm->rank, cm->world, &begin, &end);
-    const long shard_max = end - begin + 1; /* a short last batch is never larger */
+    long shard_max = end - begin + 1; /* a short last batch is never larger */
+    if (c->comm.balance && cm->world > 1) {
+        st = dt_balance_create(cm->world, cm->rank, c->train.global_batch, &tr->balance, err);
+        if (st) return st;
+        shard_max = DT_MAX(shard_max, dt_balance_max_shard(c->train.global_batch, cm->world));
+    }
     const long max_batch = DT_MAX(shard_max, TRAIN_EVAL_CHUNK);
     st = build_model(tr, max_batch, err);
     if (st) return st;
@@ -306,6 +311,7 @@ void train_free(trainer *tr)
     dt_free(tr->avg);
     dt_free(tr->avg_swap);
     dt_exchange_free(tr->exchange);
+    dt_balance_free(tr->balance);
     dt_exact_free(tr->repro.eval_tree);
     dt_free(tr->repro.piece_sumsq);
     dt_free(tr->repro.chunk_loss);

@@ -36,7 +36,8 @@ static long gather_shard(trainer *tr, long step, bool new_epoch, long *b)
     if (new_epoch) dt_epoch_permutation(c->run.seed, (uint64_t)epoch, d->perm, N);
     *b = DT_MIN(B, N - i * B); /* short only if !drop_last */
     long begin, end;
-    dt_shard(*b, tr->comm->rank, tr->comm->world, &begin, &end);
+    if (tr->balance) dt_balance_shard(tr->balance, *b, &begin, &end);
+    else dt_shard(*b, tr->comm->rank, tr->comm->world, &begin, &end);
     dt_gather_batch(&d->train, d->perm + i * B + begin, end - begin, (float)d->mean,
                     (float)d->std, d->x, d->y);
     return end - begin;
@@ -252,9 +253,13 @@ void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
         update_average(tr);
         u.seconds += dt_comm_time() - ta;
     }
+    const double in_backward = dt_exchange_ready_seconds(tr->exchange);
+    /* this rank's compute for the balancer (collective at a window's end,
+     * which every rank reaches at the same update) */
+    if (tr->balance && rec->samples == tr->cfg.train.global_batch)
+        dt_balance_note(tr->balance, t3 - t0 - in_backward, n);
     double t4 = dt_comm_time();
 
-    const double in_backward = dt_exchange_ready_seconds(tr->exchange);
     rec->seconds = t4 - t0;
     rec->comm_seconds = t4 - t3 - u.seconds + in_backward;
     tr->time.data += t1 - t0;

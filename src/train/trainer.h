@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "dtrain/average.h"
+#include "dtrain/balance.h"
 #include "dtrain/checkpoint.h"
 #include "dtrain/comm.h"
 #include "dtrain/config.h"
@@ -74,6 +75,7 @@ typedef struct {
     bool avg_loaded;    /* --export/--evaluate: a checkpoint's started average is in avg */
     dt_sched sched;
     dt_exchange *exchange; /* the gradient exchange */
+    dt_balance *balance;   /* comm.balance on more than one rank; else NULL (even shards) */
     long upe;           /* updates per epoch */
     long total_steps;
     int threads;        /* BLAS threads of this rank */

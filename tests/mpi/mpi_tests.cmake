@@ -23,6 +23,7 @@ endfunction()
 
 dt_mpi_test(same_updates_mlp_1234 same_updates.sh fashion_mnist_mlp.yaml "1 2 3 4")
 dt_mpi_test(same_updates_lenet_124 same_updates.sh fashion_mnist_lenet.yaml "1 2 4")
+dt_mpi_test(balance balance.sh) # comm.balance: the cut moves, the updates do not
 dt_mpi_test_both_blas_paths(train_small_np1 train_small.sh 1)
 dt_mpi_test_both_blas_paths(train_small_np2 train_small.sh 2)
 dt_mpi_test_both_blas_paths(train_small_np3 train_small.sh 3)
