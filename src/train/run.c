@@ -131,9 +131,17 @@ static void report_balance(const trainer *tr)
                     dt_balance_changes(tr->balance) == 1 ? "" : "s");
 }
 
+/* Collective. The start-up line names rank 0's OpenBLAS kernel; a job whose
+ * ranks run different ones (nodes of two CPU kinds, a re-exec turned off on
+ * some) says so. */
 static void report_startup(const trainer *tr)
 {
+    const char *core = dt_runtime_blas_core();
+    const bool one_core = dt_comm_all_equal_u64(dt_fnv1a64(DT_FNV_INIT, core, strlen(core)));
     if (!tr->metrics) return;
+    char core_text[96];
+    snprintf(core_text, sizeof core_text, "%s%s", core,
+             one_core ? "" : " on rank 0, another kernel on other ranks");
     const dt_config *c = &tr->cfg;
     char layout[LAYOUT_TEXT_MAX], exchange[320];
     dt_model_describe(tr->model, layout, sizeof layout);
@@ -148,7 +156,7 @@ static void report_startup(const trainer *tr)
         .world = tr->comm->world,
         .nodes = tr->comm->nodes,
         .threads = tr->threads,
-        .blas_core = dt_runtime_blas_core(),
+        .blas_core = core_text,
         .reexecuted = dt_runtime_reexecuted(),
         .n_params = dt_model_param_count(tr->model),
         .layers = layout,

@@ -8,8 +8,9 @@
 # line names at least one re-cut and the slow rank's shard is well below an
 # even one), and every one of 60 updates (the first cut comes after 17)
 # must have 1 rank's loss to a relative 1e-5, with the replicas checked
-# after every update. Then comm.balance with comm.reproducible is refused
-# with exit 2 and a message naming both keys.
+# after every update. A job whose two ranks run different OpenBLAS kernels
+# says so at start-up and still matches 1 rank. Then comm.balance with
+# comm.reproducible is refused with exit 2 and a message naming both keys.
 . "$(dirname "$0")/lib.sh"
 cfg="$DT_SOURCE/configs/fashion_mnist_mlp.yaml"
 sets=(--set train.steps=60 --set train.log_every=1 --set train.eval_every=0
@@ -52,6 +53,22 @@ check_cut 3 2 36 "$WORK/np3"
 first=$(train_losses "$WORK/np1/metrics.jsonl" | head -n 1 | cut -d' ' -f2)
 last=$(train_losses "$WORK/np1/metrics.jsonl" | tail -n 1 | cut -d' ' -f2)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a * 0.8) }' || die "loss did not fall: $first -> $last"
+
+# The ranks of a mixed job (here one on OpenBLAS's AVX2 kernel, one on its
+# SSE3 fallback, as on nodes of two CPU kinds) run at different speeds; the
+# start-up line must not name rank 0's kernel as if it were everyone's.
+grep '^run ' "$WORK/np2.log" | grep -q 'another kernel' \
+    && die "a job of one kernel says its ranks differ: $(grep '^run ' "$WORK/np2.log")"
+# shellcheck disable=SC2086
+timeout -k 5 600 $MPIEXEC -np 1 -x DTRAIN_BLAS_REEXEC=0 -x OPENBLAS_CORETYPE=Haswell \
+    "$DTRAIN" --set "run.out_dir=$WORK/mixed" --set comm.balance=true "${sets[@]}" : \
+    -np 1 -x DTRAIN_BLAS_REEXEC=0 -x OPENBLAS_CORETYPE=Prescott \
+    "$DTRAIN" --set "run.out_dir=$WORK/mixed" --set comm.balance=true "${sets[@]}" \
+    > "$WORK/mixed.log" 2>&1 || { cat "$WORK/mixed.log"; die "the mixed-kernel job failed"; }
+grep '^run ' "$WORK/mixed.log" | grep -q 'OpenBLAS Haswell on rank 0, another kernel on other ranks' \
+    || { cat "$WORK/mixed.log"; die "the start-up line of a mixed-kernel job does not say so"; }
+compare_losses "$WORK/np1/metrics.jsonl" "$WORK/mixed/metrics.jsonl" 1e-5 \
+    || die "mixed kernels: losses differ from 1 rank's"
 
 rc=$(run 2 "$WORK/repro" --set comm.balance=true --set comm.reproducible=true "${sets[@]}")
 [ "$rc" -eq 2 ] || { cat "$WORK/repro.log"; die "balance with reproducible exited $rc, expected 2"; }
