@@ -149,8 +149,11 @@ void dt_balance_split(const double *cost, int world, long b, long *counts)
     for (int r = 0; r < world; r++) speed += 1.0 / COST(r);
     long used = 0;
     for (int r = 0; r < world; r++) {
-        const double share = (double)(b - world) * (1.0 / COST(r)) / speed;
-        counts[r] = 1 + DT_MIN((long)share, b - world);
+        double share = (double)(b - world) * (1.0 / COST(r)) / speed;
+        /* costs so small that their speeds overflow give NaN or inf here */
+        if (!(share >= 0)) share = 0;
+        if (share > (double)(b - world)) share = (double)(b - world);
+        counts[r] = 1 + (long)share;
         used += counts[r];
     }
     while (used > b) { /* rounding above the exact shares: take from the longest */

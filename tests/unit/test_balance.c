@@ -79,6 +79,11 @@ START_TEST(test_unusable_costs)
     long n[4];
     dt_balance_split((const double[]){1.0, NAN, 1.0, 0.0}, 4, 128, n);
     for (int r = 0; r < 4; r++) ck_assert_int_eq(n[r], 32);
+    /* usable but so small that 1/cost overflows: still a whole cut */
+    dt_balance_split((const double[]){1e-310, 1e-310, 1.0, 1e-320}, 4, 128, n);
+    ck_assert_int_eq(sum_of(n, 4), 128);
+    for (int r = 0; r < 4; r++) ck_assert_int_ge(n[r], 1);
+    ck_assert_int_eq(n[2], 1);
     dt_balance_split((const double[]){INFINITY, -1.0, NAN, 0.0}, 4, 10, n);
     ck_assert_int_eq(sum_of(n, 4), 10);
     for (int r = 0; r < 4; r++) ck_assert(n[r] == 2 || n[r] == 3);
