@@ -104,6 +104,13 @@ static bool usable(double c)
     return c > 0 && isfinite(c);
 }
 
+/* Rank r's cost per sample; `fill` (the mean of the usable ones) stands in
+ * for one that is not usable. */
+static double cost_of(const double *cost, int r, double fill)
+{
+    return usable(cost[r]) ? cost[r] : fill;
+}
+
 /* The rank other than `except` whose shard would take least with one more
  * sample (the lower rank on a tie); -1 if there is none. */
 static int cheapest_next(const double *cost, double fill, const long *counts, int world,
@@ -113,7 +120,7 @@ static int cheapest_next(const double *cost, double fill, const long *counts, in
     double best_t = 0;
     for (int r = 0; r < world; r++) {
         if (r == except) continue;
-        const double t = (usable(cost[r]) ? cost[r] : fill) * (double)(counts[r] + 1);
+        const double t = cost_of(cost, r, fill) * (double)(counts[r] + 1);
         if (best < 0 || t < best_t) {
             best = r;
             best_t = t;
@@ -141,10 +148,10 @@ void dt_balance_split(const double *cost, int world, long b, long *counts)
         }
     }
     const double fill = known ? sum / known : 1.0;
-#define COST(r) (usable(cost[r]) ? cost[r] : fill)
-    /* A start no rank's optimum is below: one each, and the rest shared in
-     * proportion to speed, rounded down (so at most `world` samples are
-     * left). Then the greedy fill, which is optimal from such a start. */
+#define COST(r) cost_of(cost, r, fill)
+    /* Start from one each and the rest shared in proportion to speed,
+     * rounded down (so at most `world` samples are left to place), fill
+     * greedily, then repair the start where it was above a rank's optimum. */
     double speed = 0;
     for (int r = 0; r < world; r++) speed += 1.0 / COST(r);
     long used = 0;
