@@ -1,7 +1,7 @@
 /* lenet_layers - where one LeNet update's forward and backward time goes,
  * layer by layer (the model of configs/fashion_mnist_lenet.yaml).
  *
- *   lenet_layers [-b B] [-r ROUNDS] [-n UPDATES]
+ *   lenet_layers [-b B] [-r ROUNDS] [-n UPDATES] [-i avx2|c]
  *
  * Builds the real model with dt_model_create, runs one forward + backward so
  * every buffer holds what it would in training, then times each layer's
@@ -10,6 +10,9 @@
  * from other work on the machine hits all alike; it reports medians of CPU
  * time (CLOCK_PROCESS_CPUTIME_ID, which leaves out waiting for a CPU) per
  * update of B samples, one OpenBLAS thread.
+ *
+ * -i avx2 (or c) holds dtrain's own kernels to AVX2 (or portable C) on a
+ * CPU with AVX-512, to measure the path a CPU without it takes.
  *
  * -n UPDATES instead runs that many plain forward + backward updates and
  * nothing else: the program to give `valgrind --tool=callgrind`, whose
@@ -43,7 +46,7 @@
 int main(int argc, char **argv)
 {
     dt_runtime_fix_blas_kernel(argv);
-    int B = 128, rounds = 31, updates = 0;
+    int B = 128, rounds = 31, updates = 0, isa = NN_ISA_AVX512;
     bool counts = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-b") == 0 && i + 1 < argc)
@@ -54,13 +57,18 @@ int main(int argc, char **argv)
             counts = true;
         else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
             updates = atoi(argv[++i]);
+        else if (strcmp(argv[i], "-i") == 0 && i + 1 < argc && strcmp(argv[i + 1], "avx2") == 0)
+            isa = NN_ISA_AVX2, i++;
+        else if (strcmp(argv[i], "-i") == 0 && i + 1 < argc && strcmp(argv[i + 1], "c") == 0)
+            isa = NN_ISA_PORTABLE, i++;
         else {
-            fprintf(stderr, "usage: lenet_layers [-b B] [-r ROUNDS] [-n UPDATES | -c]\n");
+            fprintf(stderr, "usage: lenet_layers [-b B] [-r ROUNDS] [-n UPDATES | -c] [-i avx2|c]\n");
             return 2;
         }
     }
     if (B < 1 || rounds < 1 || updates < 0) return 2;
     openblas_set_num_threads(1);
+    nn_leaf_limit_isa(isa);
     const int input[3] = {1, 28, 28};
     const int n_specs = (int)DT_ARRAY_LEN(bench_lenet);
     dt_model *m = NULL;
@@ -142,9 +150,9 @@ int main(int argc, char **argv)
         }
         tu[r] = (bench_cpu_now() - t0) / reps;
     }
-    printf("lenet_layers: batch %d, 1 OpenBLAS thread, core %s; CPU ms per update, median of %d "
+    printf("lenet_layers: batch %d, 1 OpenBLAS thread, core %s, kernels %s; CPU ms per update, median of %d "
            "rounds\n",
-           B, openblas_get_corename(), rounds);
+           B, openblas_get_corename(), (const char *[]){"C", "AVX2", "AVX-512"}[nn_isa()], rounds);
     printf("  %-28s %9s %9s\n", "layer", "forward", "backward");
     double sf = 0, sb = 0;
     for (int i = 0; i < L; i++) {

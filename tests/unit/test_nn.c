@@ -553,6 +553,74 @@ START_TEST(test_conv_wide_same_bits)
 }
 END_TEST
 
+/* dx of several input channels with samples in the vector lanes: each
+ * geometry of conv.c's kernel table, and one without a kernel (the GEMM),
+ * at both ISA limits, against the sum in double; and a sample's dx has the
+ * same bits alone as in a batch of 37 (two full groups of 16 lanes and a
+ * short one, so every lane position and both group edges). */
+START_TEST(test_conv_dx_lanes)
+{
+    const int geo[][6] = {/* C H W O k pad */ {6, 14, 14, 16, 5, 0}, {2, 14, 14, 3, 5, 2},
+                          {3, 16, 16, 4, 3, 1},  {2, 14, 14, 5, 3, 1}, {4, 8, 8, 8, 3, 1},
+                          {2, 12, 12, 3, 5, 0}};
+    const long B = 37, probe[] = {0, 5, 15, 16, 31, 32, 36};
+    for (int isa = NN_ISA_AVX2; isa <= NN_ISA_AVX512; isa++)
+        for (size_t t = 0; t < DT_ARRAY_LEN(geo); t++) {
+            const int *q = geo[t];
+            nn_conv_geom g = {.c = q[0], .h = q[1], .w = q[2], .out_c = q[3], .kh = q[4],
+                              .kw = q[4], .stride = 1, .pad = q[5]};
+            ck_assert_int_eq(nn_conv_geom_init(&g), 0);
+            const long in = (long)g.c * g.h * g.w, out = (long)g.out_c * g.oh * g.ow;
+            const long nw = (long)g.out_c * g.c * g.kh * g.kw;
+            float *x = malloc(sizeof(float) * (size_t)(B * in)), *w = malloc(sizeof(float) * (size_t)(nw + g.out_c));
+            float *dy = malloc(sizeof(float) * (size_t)(B * out)), *y = calloc((size_t)(B * out), sizeof(float));
+            float *dx = malloc(sizeof(float) * (size_t)(B * in)), *dx1 = malloc(sizeof(float) * (size_t)in);
+            float *dw = calloc((size_t)(nw + g.out_c), sizeof(float));
+            float *ws = malloc(sizeof(float) * nn_conv_workspace(&g, 2));
+            fill_uniform(x, B * in, 51 + t, -1, 1);
+            fill_uniform(w, nw + g.out_c, 52 + t, -0.5f, 0.5f);
+            fill_uniform(dy, B * out, 53 + t, -1, 1);
+            nn_leaf_limit_isa(isa);
+            nn_conv_backward(dx, dw, dw + nw, dy, y, x, w, B, &g, NN_ACT_NONE, ws, 2);
+            size_t bad = 0;
+            for (long n = 0; n < B; n++)
+                for (int c = 0; c < g.c; c++)
+                    for (int i = 0; i < g.h; i++)
+                        for (int j = 0; j < g.w; j++) {
+                            double ref = 0, mag = 0;
+                            for (int o = 0; o < g.out_c; o++)
+                                for (int ki = 0; ki < g.kh; ki++)
+                                    for (int kj = 0; kj < g.kw; kj++) {
+                                        const int r = i + g.pad - ki, s = j + g.pad - kj;
+                                        if (r < 0 || r >= g.oh || s < 0 || s >= g.ow) continue;
+                                        const double v = (double)dy[((n * g.out_c + o) * g.oh + r) * g.ow + s] *
+                                                         w[((o * g.c + c) * g.kh + ki) * g.kw + kj];
+                                        ref += v;
+                                        mag += fabs(v);
+                                    }
+                            const double got = dx[n * in + ((long)c * g.h + i) * g.w + j];
+                            bad += fabs(got - ref) > 1e-6 * (mag + 1e-3);
+                        }
+            ck_assert_msg(bad == 0, "isa %d geometry %zu: %zu of %ld values off the sum", isa, t, bad, B * in);
+            for (size_t k = 0; k < DT_ARRAY_LEN(probe); k++) {
+                const long n = probe[k];
+                nn_conv_backward(dx1, dw, dw + nw, dy + n * out, y, x + n * in, w, 1, &g, NN_ACT_NONE, ws, 2);
+                ck_assert_msg(memcmp(dx1, dx + n * in, sizeof(float) * (size_t)in) == 0,
+                              "isa %d geometry %zu: sample %ld alone differs", isa, t, n);
+            }
+            nn_leaf_limit_isa(NN_ISA_AVX512);
+            free(ws);
+            free(dw);
+            free(dx1);
+            free(dx);
+            free(y);
+            free(dy);
+            free(w);
+            free(x);
+        }
+}
+END_TEST
+
 /* 2x2/2 max pooling with AVX-512 gives the C loop's maxima, indices and
  * gradients, ties (first maximum) and NaN included; rows of 28, 10, 9
  * (odd: a column dropped) and 40 (16 + 4 outputs). */
@@ -1564,6 +1632,7 @@ static Suite *nn_suite(void)
     tcase_add_test(kinds, test_conv_grad_one_channel);
     tcase_add_test(kinds, test_conv_grad_wide);
     tcase_add_test(kinds, test_conv_wide_same_bits);
+    tcase_add_test(kinds, test_conv_dx_lanes);
     tcase_add_test(kinds, test_maxpool_same_bits);
     tcase_add_test(kinds, test_maxpool_grad);
     tcase_add_test(kinds, test_maxpool_ties);
