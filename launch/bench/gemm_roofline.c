@@ -161,7 +161,8 @@ typedef struct {
     int in, out;                   /* dense */
     int c, h, w, o, k, pad, oh, ow; /* conv (stride 1) */
     long chunk;
-    bool direct; /* dtrain runs it with its direct kernel: fwd and dW without sgemm */
+    bool direct;    /* dtrain runs it with its direct kernel: fwd and dW without sgemm */
+    bool direct_dx; /* and dx too (nn_conv_dx_is_direct) */
     float *W, *dW, *x, *y, *dy, *dx; /* dense activations; conv uses ws */
     char name[16];
 } layer;
@@ -212,9 +213,11 @@ static void conv_bwd(const layer *l, int B, bool need_dx, float *ws)
         add(n1, false, true, (int)O, (int)K, (int)GP, dz, (int)GP, col, (int)GP, 1.0f, l->dW,
             (int)K);
         adding_direct = false;
+        adding_direct = l->direct_dx;
         if (need_dx)
             add(n2, true, false, (int)K, (int)GP, (int)O, l->W, (int)K, dz, (int)GP, 0.0f, col,
                 (int)GP);
+        adding_direct = false;
     }
 }
 
@@ -249,6 +252,7 @@ static void make_lenet(long max_batch)
                           .kw = l->k, .stride = 1, .pad = l->pad};
         if (nn_conv_geom_init(&g) != 0) die("bad conv geometry");
         l->direct = nn_conv_is_direct(&g);
+        l->direct_dx = nn_conv_dx_is_direct(&g);
         snprintf(l->name, sizeof l->name, "conv%d", i + 1);
         specs[n_specs++] = (dt_layer_spec){.kind = DT_LAYER_CONV, .out_channels = l->o,
                                            .kernel = l->k, .stride = 1, .pad = l->pad};

@@ -1157,6 +1157,16 @@ bool nn_conv_is_direct(const nn_conv_geom *g)
 #endif
 }
 
+bool nn_conv_dx_is_direct(const nn_conv_geom *g)
+{
+#if NN_HAVE_DIRECT
+    return g->c > 1 && nn_conv_is_direct(g) && dxs_find(g, 16) != NULL;
+#else
+    (void)g;
+    return false;
+#endif
+}
+
 size_t nn_conv_workspace(const nn_conv_geom *g, long chunk)
 {
     size_t P = (size_t)g->oh * (size_t)g->ow;

@@ -58,6 +58,8 @@ size_t nn_conv_workspace(const nn_conv_geom *g, long chunk);
  * kw <= 8, a CPU with AVX2+FMA) instead of im2col + sgemm: forward always,
  * backward when dx is NULL (see conv.c). */
 bool nn_conv_is_direct(const nn_conv_geom *g);
+/* whether its dx (outside leaf mode) is a direct kernel too, not sgemm + col2im */
+bool nn_conv_dx_is_direct(const nn_conv_geom *g);
 void nn_conv_forward(float *y, const float *x, const float *w, const float *b, long B,
                      const nn_conv_geom *g, nn_act act, float *ws, long chunk);
 /* dy is read-only here (dz lives in the workspace). */
