@@ -284,6 +284,25 @@ static void make_mlp(const int *sizes, int n)
     }
 }
 
+static float *mirror_ws; /* the conv layers' col/dz workspace */
+
+/* the mirror's buffers (a dense layer's x may be the previous one's y) */
+static void free_calls(void)
+{
+    for (int i = 0; i < n_layers; i++) {
+        layer *l = &layers[i];
+        dt_free(l->W);
+        dt_free(l->dW);
+        if (!l->conv) {
+            if (!(i > 0 && !layers[i - 1].conv)) dt_free(l->x);
+            dt_free(l->y);
+            dt_free(l->dy);
+            dt_free(l->dx);
+        }
+    }
+    dt_free(mirror_ws);
+}
+
 static void build_calls(int B)
 {
     size_t ws_floats = 1;
@@ -304,7 +323,7 @@ static void build_calls(int B)
             l->dx = buf((size_t)B * l->in);
         }
     }
-    float *ws = buf(ws_floats);
+    float *ws = mirror_ws = buf(ws_floats);
     for (int i = 0; i < n_layers; i++)
         if (layers[i].conv)
             conv_fwd(&layers[i], B, ws);
@@ -593,5 +612,14 @@ int main(int argc, char **argv)
                lenet ? "lenet" : "mlp", B, threads, world, openblas_get_corename(), n_calls,
                t_gemm * 1e3, flops, gflops, bound, t_real * 1e3, t_min * 1e3, r_min * 1e3, c_gemm * 1e3, c_real * 1e3);
     dt_model_free(m);
+    dt_free(x);
+    dt_free(y);
+    for (int g = 0; g < n_groups; g++) free(groups[g].t);
+    free(tot);
+    free(rt);
+    free(ctot);
+    free(crt);
+    free(gt);
+    free_calls();
     return 0;
 }
