@@ -5,6 +5,8 @@
 
 #include <mpi.h>
 
+#include "simclock.h" /* SMPI: every MPI call below is a boundary of the charged compute */
+
 /* Complete n requests. With the watchdog on (comm.timeout_s > 0) this polls
  * and, past the deadline, prints one line naming the step and `what` (e.g.
  * "the gradient allreduce") and ends the job with DT_ETIMEOUT; it also

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "dtrain/reduce_exact.h"
+#include "simclock.h"
 
 /* Below this a bucket is latency-bound; above the maximum count an MPI
  * count (int) overflows. */

@@ -206,9 +206,14 @@ int main(int argc, char **argv)
 {
     dt_runtime_fix_blas_kernel(argv); /* may re-exec: before MPI starts */
     dt_comm comm;
-    if (dt_comm_init(&argc, &argv, &comm) != DT_OK) {
+    dt_status started = dt_comm_init(&argc, &argv, &comm);
+    if (started == DT_EINTERNAL) {
         fprintf(stderr, "dtrain: cannot start MPI\n");
         return DT_EINTERNAL;
+    }
+    if (started != DT_OK) { /* MPI runs; a setting of the simulator is wrong (said) */
+        dt_comm_finalize();
+        return (int)started;
     }
     cli c;
     dt_error err = {0};

@@ -39,6 +39,10 @@ void dt_comm_bcast(void *buf, size_t bytes, int root);
 int dt_comm_all_equal_u64(uint64_t value);
 
 double dt_comm_time(void); /* MPI_Wtime */
+/* An update begins. Under SimGrid with DTRAIN_SMPI_COMPUTE=median the
+ * compute stretches of an update are numbered from here (src/simclock.h);
+ * elsewhere it does nothing. */
+void dt_comm_sim_update(void);
 
 /* ---- the watchdog ------------------------------------------------------------
  * Every collective above waits by polling. With a timeout > 0, a collective

@@ -217,6 +217,7 @@ void train_step(trainer *tr, long step, bool new_epoch, step_record *rec)
     rec->epoch = (step - 1) / tr->upe;
     rec->epoch_end = (step - 1) % tr->upe == tr->upe - 1;
 
+    dt_comm_sim_update();
     double t0 = dt_comm_time();
     const long n = gather_shard(tr, step, new_epoch, &rec->samples);
     double t1 = dt_comm_time();
