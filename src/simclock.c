@@ -35,6 +35,9 @@ typedef struct {
 /* Per simulated rank: SMPI gives every rank its own copy of the globals. */
 static struct {
     bool on;
+    long updates;      /* dt_comm_sim_update() calls so far */
+    long stall_update; /* DTRAIN_SMPI_TEST_STALL: 0 = none */
+    double stall_seconds;
     unsigned ordinal;  /* boundaries passed since dt_comm_sim_update() */
     double start;      /* host thread CPU time at which the stretch began */
     stretch table[SIMCLOCK_SLOTS];
@@ -49,8 +52,25 @@ static double host_cpu_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* DTRAIN_SMPI_TEST_STALL=RANK:UPDATE:MS, for the tests: rank RANK burns MS
+ * ms of CPU as its UPDATE-th update starts, as a host stall does (round 2
+ * measured 2-12 ms ones). Measured, the whole simulated cluster waits for
+ * it; charged at the median, it vanishes. */
+static void read_test_stall(int rank)
+{
+    const char *v = getenv("DTRAIN_SMPI_TEST_STALL");
+    int r;
+    long update;
+    double ms;
+    if (v && sscanf(v, "%d:%ld:%lf", &r, &update, &ms) == 3 && r == rank && update > 0 && ms > 0) {
+        sim.stall_update = update;
+        sim.stall_seconds = ms / 1e3;
+    }
+}
+
 int dt__simclock_init(int rank)
 {
+    read_test_stall(rank);
     const char *mode = getenv("DTRAIN_SMPI_COMPUTE");
     if (!mode || !*mode || !strcmp(mode, "measured")) return 0;
     if (strcmp(mode, "median") != 0) {
@@ -69,7 +89,14 @@ int dt__simclock_init(int rank)
     return 0;
 }
 
-void dt_comm_sim_update(void) { sim.ordinal = 0; }
+void dt_comm_sim_update(void)
+{
+    sim.ordinal = 0;
+    if (++sim.updates != sim.stall_update) return;
+    const double until = host_cpu_seconds() + sim.stall_seconds;
+    while (host_cpu_seconds() < until) {
+    }
+}
 
 static stretch *find_stretch(const char *file, int line, unsigned ordinal)
 {

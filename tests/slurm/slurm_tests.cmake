@@ -62,6 +62,12 @@ add_test(NAME smpi_sweep COMMAND bash ${DT_SLURM_DIR}/smpi_sweep.sh ${DT_SMPI_BU
 set_tests_properties(smpi_sweep PROPERTIES FIXTURES_REQUIRED "smpi_dtrain;test_data" LABELS smpi
                      TIMEOUT 600 SKIP_RETURN_CODE 77
                      ENVIRONMENT "DT_SOURCE=${PROJECT_SOURCE_DIR};DT_TEST_DATA=${DT_TEST_DATA}")
+# smpi_compute: a stall of one simulated rank, charged as measured (the
+# cluster waits) and at the median (launch/scaling's default: it vanishes).
+add_test(NAME smpi_compute COMMAND bash ${DT_SLURM_DIR}/smpi_compute.sh ${DT_SMPI_BUILD}/dtrain)
+set_tests_properties(smpi_compute PROPERTIES FIXTURES_REQUIRED "smpi_dtrain;test_data" LABELS smpi
+                     TIMEOUT 600 SKIP_RETURN_CODE 77
+                     ENVIRONMENT "DT_SOURCE=${PROJECT_SOURCE_DIR};DT_TEST_DATA=${DT_TEST_DATA}")
 # smpi_reproducible: comm.reproducible gives the same bits at P = 1, 2, 16
 # (sharded) and 8 to 128 (replicated) on the simulated cluster (20 s here; a P = 128 start took
 # minutes while dtrain's verdicts used SimGrid's all-to-all nonblocking collectives).
