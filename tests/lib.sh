@@ -54,6 +54,10 @@ json_field() {
     sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -n 1
 }
 
+# column NAME FILE: that column of a CSV written by launch/scaling (no
+# quoted commas in those files; Python's csv module ends lines with CR LF)
+column() { awk -F, -v k="$1" '{ sub(/\r$/, "") } NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i; next } { print $c }' "$2"; }
+
 # train_losses FILE: "step loss" lines of the train records of a metrics.jsonl
 train_losses() {
     sed -n 's/^{"kind":"train","step":\([0-9]*\),"epoch":[0-9]*,"loss":\([^,]*\),.*/\1 \2/p' "$1"

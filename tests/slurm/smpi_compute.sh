@@ -18,7 +18,6 @@ model: {layers: [{dense: 64}, relu, {dense: 10}]}
 train: {steps: 200, global_batch: 32, log_every: 4, eval_every: 0}
 optimizer: {name: momentum, lr: 0.05}
 YAML
-column() { awk -F, -v k="$1" '{ sub(/\r$/, "") } NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i; next } { print $c }' "$2"; }
 for mode in measured median; do
     DTRAIN_SMPI_TEST_STALL=1:8:300 timeout -k 5 600 /usr/bin/python3 "$DT_SOURCE/launch/scaling" --backend smpi \
         --smpi-dtrain "$smpi_dtrain" --platform fast --ranks 4 --batch 32 --steps 12 --compute "$mode" \

@@ -27,8 +27,6 @@ sweep() { # sweep NAME "RANKS" UPDATE
 t0=$SECONDS
 sweep sharded "1 2 16 128" sharded
 sweep replicated "8 16 32 64 128" replicated
-# column NAME FILE: that column of a CSV (Python's csv ends lines with CR LF)
-column() { awk -F, -v k="$1" '{ sub(/\r$/, "") } NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i; next } { print $c }' "$2"; }
 first=
 for s in sharded replicated; do
     runs=$WORK/$s/runs.csv

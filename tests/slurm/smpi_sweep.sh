@@ -22,9 +22,6 @@ timeout -k 5 600 /usr/bin/python3 "$DT_SOURCE/launch/scaling" --backend smpi --s
 cat "$WORK/scaling.log"
 runs=$WORK/out/runs.csv sum=$WORK/out/scaling.csv
 [ -s "$runs" ] && [ -s "$sum" ] || die "no runs.csv / scaling.csv"
-# column NAME FILE: that column of a CSV (no quoted commas in these files;
-# Python's csv module ends lines with CR LF)
-column() { awk -F, -v k="$1" '{ sub(/\r$/, "") } NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i; next } { print $c }' "$2"; }
 [ "$(column ranks "$runs" | sort -n | paste -sd' ')" = "1 1 2 2 4 4 8 8 16 16" ] || die "ranks in runs.csv: $(column ranks "$runs" | paste -sd' ')"
 [ "$(column status "$runs" | sort -u)" = ok ] || die "not every run succeeded"
 paste -d' ' <(column ranks "$runs") <(column nodes "$runs") | awk '$2 != int(($1 + 7) / 8) { exit 1 }' \
