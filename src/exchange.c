@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "comm_internal.h" /* dt__comm_wait; SMPI: MPI calls are compute boundaries */
 #include "dtrain/reduce_exact.h"
-#include "simclock.h"
 
 /* Below this a bucket is latency-bound; above the maximum count an MPI
  * count (int) overflows. */
@@ -34,17 +34,23 @@ struct dt_exchange {
     size_t lo[MAX_BUCKETS], hi[MAX_BUCKETS]; /* bucket k: gradients [lo, hi) */
     dt_reduce_handle *h[MAX_BUCKETS];
     double t_start[MAX_BUCKETS], t_done[MAX_BUCKETS]; /* for the timeline */
-    /* The tail outside the buckets: its own float32 plan, so that it takes
-     * the node-aware path too (a flat allreduce of two floats over 128
-     * ranks is seven latency-bound rounds: 0.3 ms on the simulated 100 Gb/s
-     * cluster, most of the update, launch/results/reduce.md) and is never
-     * rounded to bfloat16. It is padded with zeros to 16 floats a rank, so
-     * that no piece or node slice of it is empty: SimGrid's collectives
-     * die of a division by zero on some zero-length parts. */
-    dt_reduce_plan *tail_plan;
-    dt_reduce_handle *tail_h;
-    float *tail_buf;
-    size_t tail_count;
+    /* The tail outside the buckets (sharded, or a bfloat16 wire): summed in
+     * double, never rounded to bfloat16, by two non-blocking allreduces on
+     * communicators of its own: inside the node, started as soon as the
+     * tail is final (before backward), then across the nodes, started when
+     * the first is seen complete (at a layer boundary or at the finish,
+     * before the buckets). It is in flight behind backward and the buckets
+     * in every build, never a point where the ranks wait for it alone: a
+     * blocking reduction of two values over 128 ranks is a chain of
+     * latency-bound rounds, 0.4-0.5 ms on the simulated 10 GbE cluster, a
+     * sixth of the update (launch/results/scaling-round2.md). Its sums are
+     * of float values in double, exact in practice: the same on every
+     * rank. Uneven nodes: the first step is this rank alone, the second
+     * the world. */
+    MPI_Comm tail_node, tail_cross;
+    MPI_Request tail_req;
+    int tail_phase; /* 0 idle, 1 the node sum in flight, 2 the cross sum */
+    double tail_send[DT_EXACT_MAX_SUMS], tail_node_sum[DT_EXACT_MAX_SUMS];
     int started;       /* buckets 0..started-1 are in flight */
     size_t ready_from; /* arena[ready_from, n_params) is final */
     float *arena;
@@ -115,6 +121,8 @@ dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt
     dt_exchange *x = dt_calloc(1, sizeof *x);
     if (!x) return dt_fail(err, DT_EINTERNAL, "out of memory");
     x->o = *o;
+    x->tail_node = x->tail_cross = MPI_COMM_NULL; /* not all-zero bits in Open MPI */
+    x->tail_req = MPI_REQUEST_NULL;
     MPI_Comm_size(MPI_COMM_WORLD, &x->world);
     x->alone = x->world == 1;
     if (o->reproducible) {
@@ -142,12 +150,16 @@ dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt
         for (int k = 1; k < x->n_buckets; k++) max_count = DT_MAX(max_count, bucket_count(x, k));
         st = dt_reduce_plan_create(o->algo, o->dtype, DT_MAX(max_count, 1), x->n_buckets,
                                    &x->plan, err);
-        if (!st && !x->tail_in_bucket && o->n_tail > 0) {
-            x->tail_count = DT_MAX(o->n_tail, (size_t)16 * (size_t)x->world);
-            x->tail_buf = dt_alloc_aligned(x->tail_count * sizeof *x->tail_buf);
-            st = x->tail_buf ? dt_reduce_plan_create(o->algo, DT_REDUCE_FLOAT32, x->tail_count,
-                                                     1, &x->tail_plan, err)
-                             : dt_fail(err, DT_EINTERNAL, "out of memory");
+    }
+    /* collective: every rank takes the same branch (the same options) */
+    if (!st && !x->alone && !x->tail_in_bucket && o->n_tail > 0) {
+        dt__comm_layout lay;
+        dt__comm_split_nodes(&x->tail_node, &x->tail_cross, &lay);
+        if (!lay.uniform) {
+            MPI_Comm_free(&x->tail_node);
+            MPI_Comm_free(&x->tail_cross);
+            MPI_Comm_dup(MPI_COMM_SELF, &x->tail_node);
+            MPI_Comm_dup(MPI_COMM_WORLD, &x->tail_cross);
         }
     }
     if (st) {
@@ -162,19 +174,38 @@ void dt_exchange_free(dt_exchange *x)
 {
     if (!x) return;
     dt_reduce_plan_free(x->plan);
-    dt_reduce_plan_free(x->tail_plan);
-    dt_free(x->tail_buf);
+    if (x->tail_node != MPI_COMM_NULL) MPI_Comm_free(&x->tail_node);
+    if (x->tail_cross != MPI_COMM_NULL) MPI_Comm_free(&x->tail_cross);
     dt_exact_free(x->exact);
     dt_free(x);
 }
 
 double *dt_exchange_tail(dt_exchange *x) { return x->tail; }
 
-static void start_tail(dt_exchange *x)
+static bool tail_apart(const dt_exchange *x) { return x->tail_node != MPI_COMM_NULL; }
+
+/* Move the tail's two sums on: test (or, with wait, complete) the one in
+ * flight and start the next. Out of place: SMPI's non-blocking collectives
+ * mis-handle MPI_IN_PLACE. */
+static void tail_advance(dt_exchange *x, bool wait)
 {
-    /* the padding was zeroed at create and stays zero: sums of zeros */
-    memcpy(x->tail_buf, x->arena + x->o.n_params, x->o.n_tail * sizeof *x->tail_buf);
-    x->tail_h = dt_reduce_start(x->tail_plan, DT_REDUCE_ALLREDUCE, x->tail_buf, x->tail_count);
+    while (x->tail_phase) {
+        if (wait) {
+            dt__comm_wait(1, &x->tail_req, "the loss and stop-flag allreduce");
+        } else {
+            int done; /* the request is freed (set to NULL) when it completes */
+            MPI_Test(&x->tail_req, &done, MPI_STATUS_IGNORE);
+            if (!done) return;
+        }
+        if (x->tail_phase == 2) {
+            x->tail_phase = 0;
+            return;
+        }
+        MPI_Iallreduce(x->tail_node_sum, x->tail, (int)x->o.n_tail, MPI_DOUBLE, MPI_SUM,
+                       x->tail_cross, &x->tail_req);
+        x->tail_phase = 2;
+        if (wait) return; /* the caller waits again, after starting the buckets */
+    }
 }
 
 void dt_exchange_begin(dt_exchange *x, float *arena)
@@ -183,14 +214,15 @@ void dt_exchange_begin(dt_exchange *x, float *arena)
     x->started = 0;
     x->ready_from = x->o.n_params;
     x->ready_seconds = 0;
-    x->tail_h = NULL;
     if (x->exact) return; /* the tail stays in double */
-    for (size_t i = 0; i < x->o.n_tail; i++) arena[x->o.n_params + i] = (float)x->tail[i];
-    /* The tail is final now: it goes first and is done long before the
-     * gradients. A blocking plan (SMPI) would make it one more point where
-     * every rank waits for the slowest between forward and backward:
-     * there it goes with the buckets instead. */
-    if (x->tail_plan && !dt_reduce_blocking(x->tail_plan)) start_tail(x);
+    if (tail_apart(x)) {
+        memcpy(x->tail_send, x->tail, x->o.n_tail * sizeof *x->tail_send);
+        MPI_Iallreduce(x->tail_send, x->tail_node_sum, (int)x->o.n_tail, MPI_DOUBLE, MPI_SUM,
+                       x->tail_node, &x->tail_req);
+        x->tail_phase = 1;
+    } else {
+        for (size_t i = 0; i < x->o.n_tail; i++) arena[x->o.n_params + i] = (float)x->tail[i];
+    }
 }
 
 static void start_ready_buckets(dt_exchange *x)
@@ -213,7 +245,7 @@ void dt_exchange_ready(void *xp, size_t offset, size_t count)
     /* Open MPI progresses non-blocking collectives only inside MPI calls:
      * give the ones in flight a push at every layer boundary. */
     if (x->started > 0) dt_reduce_progress(x->plan);
-    if (x->tail_h) dt_reduce_progress(x->tail_plan);
+    tail_advance(x, false);
     x->ready_seconds += MPI_Wtime() - t0;
 }
 
@@ -258,16 +290,11 @@ static const double *finish_exact(dt_exchange *x, dt_piece_fn piece, void *ctx)
 const double *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
 {
     if (x->exact) return finish_exact(x, piece, ctx);
-    float *tail = x->arena + x->o.n_params;
     if (!x->alone) {
         x->ready_from = 0;
-        if (x->tail_plan && !x->tail_h) start_tail(x);
+        if (x->tail_phase == 1) tail_advance(x, true); /* the cross-node sum before the buckets */
         start_ready_buckets(x);
-        if (x->tail_h) {
-            dt_reduce_wait(x->tail_h);
-            memcpy(tail, x->tail_buf, x->o.n_tail * sizeof *tail);
-            x->tail_h = NULL;
-        }
+        tail_advance(x, true);
     }
     for (int k = 0; k < x->n_buckets; k++) {
         if (!x->alone) dt_reduce_wait(x->h[k]);
@@ -277,7 +304,8 @@ const double *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
         bucket_piece(x, k, &lo, &hi);
         if (piece && hi > lo) piece(ctx, lo, hi);
     }
-    for (size_t i = 0; i < x->o.n_tail; i++) x->tail[i] = (double)tail[i];
+    if (!tail_apart(x))
+        for (size_t i = 0; i < x->o.n_tail; i++) x->tail[i] = (double)x->arena[x->o.n_params + i];
     return x->tail;
 }
 

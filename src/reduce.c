@@ -210,6 +210,31 @@ dt_reduce_algo dt_reduce_resolve(const dt_reduce_plan *plan, dt_reduce_op op, si
     return algo;
 }
 
+/* ---- node layout --------------------------------------------------------- */
+
+void dt__comm_split_nodes(MPI_Comm *node, MPI_Comm *cross, dt__comm_layout *lay)
+{
+    int rank, per_node = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const char *rpn = getenv("DTRAIN_RANKS_PER_NODE");
+    if (rpn && *rpn) per_node = atoi(rpn);
+    if (per_node > 0)
+        MPI_Comm_split(MPI_COMM_WORLD, rank / per_node, rank, node);
+    else
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, node);
+    MPI_Comm_rank(*node, &lay->local_rank);
+    MPI_Comm_size(*node, &lay->local_size);
+    MPI_Comm_split(MPI_COMM_WORLD, lay->local_rank, rank, cross);
+    MPI_Comm_rank(*cross, &lay->node_index);
+    /* {nodes, -min local size, max local size} in one call */
+    int mine[3] = {lay->local_rank == 0, -lay->local_size, lay->local_size}, all[3];
+    MPI_Allreduce(mine, all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(mine + 1, all + 1, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    lay->nodes = all[0];
+    lay->uniform = -all[1] == all[2];
+    lay->max_local = all[2];
+}
+
 /* ---- plan -------------------------------------------------------------- */
 
 static int env_blocking(void)
@@ -241,25 +266,11 @@ dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size
     int rank, world;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    int per_node = 0;
-    const char *rpn = getenv("DTRAIN_RANKS_PER_NODE");
-    if (rpn && *rpn) per_node = atoi(rpn);
     MPI_Comm node, cross, flat_piece;
-    if (per_node > 0)
-        MPI_Comm_split(MPI_COMM_WORLD, rank / per_node, rank, &node);
-    else
-        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
-    int local_rank, local_size;
-    MPI_Comm_rank(node, &local_rank);
-    MPI_Comm_size(node, &local_size);
-    MPI_Comm_split(MPI_COMM_WORLD, local_rank, rank, &cross);
-    int node_index;
-    MPI_Comm_rank(cross, &node_index);
-    /* {nodes, -min local size, max local size} in one call */
-    int mine[3] = {local_rank == 0, -local_size, local_size}, all[3];
-    MPI_Allreduce(mine, all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Allreduce(mine + 1, all + 1, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    int nodes = all[0], uniform = -all[1] == all[2];
+    dt__comm_layout lay;
+    dt__comm_split_nodes(&node, &cross, &lay);
+    const int local_rank = lay.local_rank, local_size = lay.local_size;
+    const int node_index = lay.node_index, nodes = lay.nodes, uniform = lay.uniform;
     int piece_index = uniform ? local_rank * nodes + node_index : rank;
     MPI_Comm_split(MPI_COMM_WORLD, 0, piece_index, &flat_piece);
 
@@ -277,7 +288,7 @@ dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size
         p->nodes = nodes;
         p->node_index = node_index;
         p->uniform = uniform;
-        p->max_local = all[2];
+        p->max_local = lay.max_local;
         p->piece_index = piece_index;
         p->blocking = env_blocking();
 #ifdef DTRAIN_SMPI

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The gradient exchange's strategies (comm.update, comm.allreduce,
 # comm.dtype) make the same updates:
-#  1. sharded on 1-4 ranks, and node-aware (hierarchical) on 2 fake nodes
-#     of 2, give the per-update losses of the replicated 1-rank run (1e-5);
+#  1. sharded on 1-4 ranks, on uneven fake nodes (2 + 1), and node-aware
+#     (hierarchical) on 2 fake nodes of 2, give the per-update losses of
+#     the replicated 1-rank run (1e-5);
 #  2. the update overlapped with the remaining reductions (each bucket's
 #     range as its sum completes) is bit-identical to the update applied
 #     after all of them (clipping at a norm never reached forces the wait
@@ -40,6 +41,12 @@ for update in replicated sharded; do
     compare_losses "$WORK/hier_$update/metrics.jsonl" "$WORK/ref/metrics.jsonl" 1e-5 \
         || die "hierarchical $update on 2x2 differs from replicated on 1"
 done
+
+# the loss and stop-flag sums go node first, then across nodes; on uneven
+# nodes (2 + 1) over the world instead
+DTRAIN_RANKS_PER_NODE=2 ok_run uneven 3 "${base[@]}" --set comm.update=sharded "$cfg"
+compare_losses "$WORK/uneven/metrics.jsonl" "$WORK/ref/metrics.jsonl" 1e-5 \
+    || die "sharded on uneven fake nodes (2 + 1) differs from replicated on 1"
 
 # 2. overlapped update == update after all reductions, bit for bit
 for update in replicated sharded; do
