@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The gradient exchange's strategies (comm.update, comm.allreduce,
 # comm.dtype) make the same updates:
-#  1. sharded on 1-4 ranks, on uneven fake nodes (2 + 1), and node-aware
+#  1. sharded on 1-4 ranks, on uneven fake nodes (2 + 1: also a stop
+#     request sent to one rank only), and node-aware
 #     (hierarchical) on 2 fake nodes of 2, give the per-update losses of
 #     the replicated 1-rank run (1e-5);
 #  2. the update overlapped with the remaining reductions (each bucket's
@@ -47,6 +48,30 @@ done
 DTRAIN_RANKS_PER_NODE=2 ok_run uneven 3 "${base[@]}" --set comm.update=sharded "$cfg"
 compare_losses "$WORK/uneven/metrics.jsonl" "$WORK/ref/metrics.jsonl" 1e-5 \
     || die "sharded on uneven fake nodes (2 + 1) differs from replicated on 1"
+
+# ... and a stop request that only the rank alone on its node received
+# (SIGTERM to rank 2) reaches the other node's ranks too: every rank stops
+# after the same update (status 5). Were the sums node first and then by
+# local rank on uneven nodes, rank 1 would never see it and the job would
+# hang in the checkpoint's gather until the watchdog ended it.
+rank_pid() { # rank_pid LAUNCHER RANK: the pid of that rank's process
+    local p
+    for p in $(pgrep -P "$1" -x dtrain); do
+        tr '\0' '\n' < "/proc/$p/environ" | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+    done
+}
+small_config "$WORK/long.yaml" 20000
+DTRAIN_RANKS_PER_NODE=2 start_run 3 "$WORK/stop_one" --set comm.update=sharded \
+    --set comm.timeout_s=60 "$WORK/long.yaml"
+launcher=$LAUNCHER
+wait_for_steps "$WORK/stop_one/metrics.jsonl" 20 60 || die "stop_one: the run did not start"
+pid=$(rank_pid "$launcher" 2)
+[ -n "$pid" ] || die "stop_one: no process of rank 2"
+kill -TERM "$pid"
+wait "$launcher"
+rc=$?
+[ "$rc" -eq 5 ] || { cat "$WORK/stop_one.log"; die "stop sent to rank 2 of 2 + 1: exit $rc, expected 5"; }
+grep -q "stopped by a signal at step" "$WORK/stop_one.log" || die "stop_one: no stop message"
 
 # 2. overlapped update == update after all reductions, bit for bit
 for update in replicated sharded; do
