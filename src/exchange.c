@@ -50,7 +50,8 @@ struct dt_exchange {
     MPI_Comm tail_node, tail_cross;
     MPI_Request tail_req;
     int tail_phase; /* 0 idle, 1 the node sum in flight, 2 the cross sum */
-    double tail_send[DT_EXACT_MAX_SUMS], tail_node_sum[DT_EXACT_MAX_SUMS];
+    double tail_node_sum[DT_EXACT_MAX_SUMS]; /* out of place: SMPI's non-blocking
+                                                collectives mis-handle MPI_IN_PLACE */
     int started;       /* buckets 0..started-1 are in flight */
     size_t ready_from; /* arena[ready_from, n_params) is final */
     float *arena;
@@ -185,26 +186,24 @@ double *dt_exchange_tail(dt_exchange *x) { return x->tail; }
 static bool tail_apart(const dt_exchange *x) { return x->tail_node != MPI_COMM_NULL; }
 
 /* Move the tail's two sums on: test (or, with wait, complete) the one in
- * flight and start the next. Out of place: SMPI's non-blocking collectives
- * mis-handle MPI_IN_PLACE. */
+ * flight; when the node sum is complete, start the cross-node one
+ * (tail -> tail_node_sum -> tail). */
 static void tail_advance(dt_exchange *x, bool wait)
 {
-    while (x->tail_phase) {
-        if (wait) {
-            dt__comm_wait(1, &x->tail_req, "the loss and stop-flag allreduce");
-        } else {
-            int done; /* the request is freed (set to NULL) when it completes */
-            MPI_Test(&x->tail_req, &done, MPI_STATUS_IGNORE);
-            if (!done) return;
-        }
-        if (x->tail_phase == 2) {
-            x->tail_phase = 0;
-            return;
-        }
+    if (!x->tail_phase) return;
+    if (wait) {
+        dt__comm_wait(1, &x->tail_req, "the loss and stop-flag allreduce");
+    } else {
+        int done; /* the request is freed (set to NULL) when it completes */
+        MPI_Test(&x->tail_req, &done, MPI_STATUS_IGNORE);
+        if (!done) return;
+    }
+    if (x->tail_phase == 1) {
         MPI_Iallreduce(x->tail_node_sum, x->tail, (int)x->o.n_tail, MPI_DOUBLE, MPI_SUM,
                        x->tail_cross, &x->tail_req);
         x->tail_phase = 2;
-        if (wait) return; /* the caller waits again, after starting the buckets */
+    } else {
+        x->tail_phase = 0;
     }
 }
 
@@ -216,8 +215,7 @@ void dt_exchange_begin(dt_exchange *x, float *arena)
     x->ready_seconds = 0;
     if (x->exact) return; /* the tail stays in double */
     if (tail_apart(x)) {
-        memcpy(x->tail_send, x->tail, x->o.n_tail * sizeof *x->tail_send);
-        MPI_Iallreduce(x->tail_send, x->tail_node_sum, (int)x->o.n_tail, MPI_DOUBLE, MPI_SUM,
+        MPI_Iallreduce(x->tail, x->tail_node_sum, (int)x->o.n_tail, MPI_DOUBLE, MPI_SUM,
                        x->tail_node, &x->tail_req);
         x->tail_phase = 1;
     } else {
