@@ -25,7 +25,7 @@
 
 struct dt_exchange {
     dt_exchange_options o;
-    int world;
+    int world, rank;
     bool alone;          /* one rank: the arena is its own sum */
     bool tail_in_bucket; /* replicated float32: bucket 0 runs on over the tail */
     dt_reduce_op op;     /* ALLREDUCE (replicated) or REDUCE_SCATTER (sharded) */
@@ -60,6 +60,14 @@ struct dt_exchange {
     dt_exact *exact;   /* reproducible: the fixed tree (NULL otherwise) */
     size_t piece_lo, piece_hi; /* reproducible: this rank's pieces, as node
                                   indices at depth tree_depth */
+    /* This rank's share: the parameters it updates, packed in bucket order
+     * (reproducible: its one contiguous piece) when it is a part of the
+     * arena, so that state kept per share (the optimizer's) is 1/P of it.
+     * Bucket k's part starts at at[k] of the share (= lo[k] when the share
+     * is the whole arena); reproducible, piece [lo, hi) at lo - share_lo. */
+    size_t share, share_lo;
+    size_t at[MAX_BUCKETS];
+    int *counts, *displs; /* per rank: collect and distribute */
 };
 
 /* Elements bucket k hands to the reduction (the tail rides on bucket 0). */
@@ -84,6 +92,68 @@ static void plan_buckets(dt_exchange *x)
     }
 }
 
+/* ---- the share: what this rank updates ---------------------------------- */
+
+/* Is each rank's share a part of the arena (a sharded update on P > 1)?
+ * The same answer on every rank. */
+static bool share_partial(const dt_exchange *x)
+{
+    return !x->alone && x->op == DT_REDUCE_REDUCE_SCATTER;
+}
+
+/* This rank's part [*plo, *phi) of bucket k's gradients. */
+static void bucket_piece(const dt_exchange *x, int k, size_t *plo, size_t *phi)
+{
+    if (!share_partial(x)) {
+        *plo = x->lo[k];
+        *phi = x->hi[k];
+        return;
+    }
+    dt_reduce_piece(x->plan, bucket_count(x, k), plo, phi);
+    *plo += x->lo[k];
+    *phi += x->lo[k];
+}
+
+/* Sharded: rank r's part of segment k of the arena, as [*lo, *hi).
+ * Segment k is bucket k; reproducible, the one segment is the arena and
+ * rank r's part is its piece of the tree (the union of its pieces). */
+static void part_of(const dt_exchange *x, int r, int k, size_t *lo, size_t *hi)
+{
+    if (x->exact) {
+        dt_exact_piece_of(x->exact, r, x->o.n_params, lo, hi);
+        return;
+    }
+    dt_reduce_piece_of(x->plan, r, x->hi[k] - x->lo[k], lo, hi);
+    *lo += x->lo[k];
+    *hi += x->lo[k];
+}
+
+static int segments(const dt_exchange *x) { return x->exact ? 1 : x->n_buckets; }
+
+static void plan_share(dt_exchange *x)
+{
+    if (!share_partial(x)) {
+        x->share = x->o.n_params;
+        for (int k = 0; k < x->n_buckets; k++) x->at[k] = x->lo[k];
+        return;
+    }
+    size_t at = 0;
+    for (int k = 0; k < segments(x); k++) {
+        size_t lo, hi;
+        part_of(x, x->rank, k, &lo, &hi);
+        if (k == 0) x->share_lo = lo;
+        x->at[k] = at;
+        at += hi - lo;
+    }
+    x->share = at;
+}
+
+/* Where reproducible piece [lo, hi) starts in the share. */
+static size_t exact_at(const dt_exchange *x, size_t lo)
+{
+    return share_partial(x) ? lo - x->share_lo : lo;
+}
+
 /* Reproducible: one bucket over the whole arena; the tail in double. */
 static dt_status create_exact(dt_exchange *x, dt_error *err)
 {
@@ -105,9 +175,7 @@ static dt_status create_exact(dt_exchange *x, dt_error *err)
      * (replicated: every rank has every piece). */
     const int below = depth - dt_exact_log2_world(x->exact);
     if (x->o.update == DT_UPDATE_SHARDED) {
-        int rank;
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        x->piece_lo = dt_exact_piece_index(x->exact, rank) << below;
+        x->piece_lo = dt_exact_piece_index(x->exact, x->rank) << below;
         x->piece_hi = x->piece_lo + ((size_t)1 << below);
     } else {
         x->piece_lo = 0;
@@ -125,7 +193,14 @@ dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt
     x->tail_node = x->tail_cross = MPI_COMM_NULL; /* not all-zero bits in Open MPI */
     x->tail_req = MPI_REQUEST_NULL;
     MPI_Comm_size(MPI_COMM_WORLD, &x->world);
+    MPI_Comm_rank(MPI_COMM_WORLD, &x->rank);
     x->alone = x->world == 1;
+    x->counts = dt_malloc(2 * (size_t)x->world * sizeof *x->counts);
+    if (!x->counts) {
+        dt_free(x);
+        return dt_fail(err, DT_EINTERNAL, "out of memory");
+    }
+    x->displs = x->counts + x->world;
     if (o->reproducible) {
         x->op = o->update == DT_UPDATE_SHARDED ? DT_REDUCE_REDUCE_SCATTER : DT_REDUCE_ALLREDUCE;
         dt_status st = create_exact(x, err);
@@ -133,6 +208,7 @@ dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt
             dt_exchange_free(x);
             return st;
         }
+        plan_share(x);
         *out = x;
         return DT_OK;
     }
@@ -167,6 +243,7 @@ dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt
         dt_exchange_free(x);
         return st;
     }
+    plan_share(x);
     *out = x;
     return DT_OK;
 }
@@ -178,6 +255,7 @@ void dt_exchange_free(dt_exchange *x)
     if (x->tail_node != MPI_COMM_NULL) MPI_Comm_free(&x->tail_node);
     if (x->tail_cross != MPI_COMM_NULL) MPI_Comm_free(&x->tail_cross);
     dt_exact_free(x->exact);
+    dt_free(x->counts);
     dt_free(x);
 }
 
@@ -247,19 +325,6 @@ void dt_exchange_ready(void *xp, size_t offset, size_t count)
     x->ready_seconds += MPI_Wtime() - t0;
 }
 
-/* This rank's part [*plo, *phi) of bucket k's gradients. */
-static void bucket_piece(const dt_exchange *x, int k, size_t *plo, size_t *phi)
-{
-    if (x->op == DT_REDUCE_ALLREDUCE || x->alone) {
-        *plo = x->lo[k];
-        *phi = x->hi[k];
-        return;
-    }
-    dt_reduce_piece(x->plan, bucket_count(x, k), plo, phi);
-    *plo += x->lo[k];
-    *phi += x->lo[k];
-}
-
 /* Reproducible: the pieces of this rank, in partition order, empty ones
  * included (the contract of dt_exchange_piece_sum). */
 static void for_each_exact_piece(const dt_exchange *x, dt_piece_fn piece, void *ctx)
@@ -267,7 +332,7 @@ static void for_each_exact_piece(const dt_exchange *x, dt_piece_fn piece, void *
     for (size_t i = x->piece_lo; i < x->piece_hi; i++) {
         size_t lo, hi;
         dt_exact_node(x->o.n_params, x->o.tree_depth, i, &lo, &hi);
-        piece(ctx, lo, hi);
+        piece(ctx, lo, hi, exact_at(x, lo));
     }
 }
 
@@ -300,7 +365,7 @@ const double *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
         if (x->alone) x->t_start[k] = x->t_done[k];
         size_t lo, hi;
         bucket_piece(x, k, &lo, &hi);
-        if (piece && hi > lo) piece(ctx, lo, hi);
+        if (piece && hi > lo) piece(ctx, lo, hi, x->at[k]);
     }
     if (!tail_apart(x))
         for (size_t i = 0; i < x->o.n_tail; i++) x->tail[i] = (double)x->arena[x->o.n_params + i];
@@ -316,7 +381,7 @@ void dt_exchange_for_each_piece(const dt_exchange *x, dt_piece_fn piece, void *c
     for (int k = 0; k < x->n_buckets; k++) {
         size_t lo, hi;
         bucket_piece(x, k, &lo, &hi);
-        if (hi > lo) piece(ctx, lo, hi);
+        if (hi > lo) piece(ctx, lo, hi, x->at[k]);
     }
 }
 
@@ -349,7 +414,7 @@ static bool exact_params(dt_exchange *x, float *params, bool bad)
 
 bool dt_exchange_params(dt_exchange *x, float *params, bool bad)
 {
-    if (x->alone || x->op != DT_REDUCE_REDUCE_SCATTER) return bad;
+    if (!share_partial(x)) return bad;
     if (x->exact) return exact_params(x, params, bad);
     if (bad) {
         for (int k = 0; k < x->n_buckets; k++) {
@@ -370,9 +435,61 @@ bool dt_exchange_params(dt_exchange *x, float *params, bool bad)
 
 void dt_exchange_gather(dt_exchange *x, float *array)
 {
-    if (x->alone || x->op != DT_REDUCE_REDUCE_SCATTER) return;
+    if (!share_partial(x)) return;
     if (x->exact) dt_exact_allgather(x->exact, DT_EXACT_FLOAT, array, x->o.n_params);
     else allgather_buckets(x, array);
+}
+
+size_t dt_exchange_share(const dt_exchange *x) { return x->share; }
+
+/* Rank r's part of segment k, as MPI counts relative to the segment's
+ * start (a bucket is at most MAX_BUCKET_FLOATS; the reproducible arena
+ * fits MPI counts, dt_exact_create checked); returns that start. */
+static size_t segment_counts(dt_exchange *x, int k)
+{
+    const size_t base = x->exact ? 0 : x->lo[k];
+    for (int r = 0; r < x->world; r++) {
+        size_t lo, hi;
+        part_of(x, r, k, &lo, &hi);
+        x->counts[r] = (int)(hi - lo);
+        x->displs[r] = (int)(lo - base);
+    }
+    return base;
+}
+
+/* Whole arrays travel in pieces an int can count. */
+static void bcast_floats(float *a, size_t n)
+{
+    for (size_t i = 0; i < n; i += MAX_BUCKET_FLOATS)
+        MPI_Bcast(a + i, (int)DT_MIN(n - i, MAX_BUCKET_FLOATS), MPI_FLOAT, 0, MPI_COMM_WORLD);
+}
+
+void dt_exchange_collect(dt_exchange *x, const float *share, float *whole)
+{
+    if (!share_partial(x)) {
+        if (x->rank == 0 && whole != share) memcpy(whole, share, x->o.n_params * sizeof *whole);
+        return;
+    }
+    for (int k = 0; k < segments(x); k++) {
+        const size_t base = segment_counts(x, k);
+        MPI_Gatherv(share + x->at[k], x->counts[x->rank], MPI_FLOAT,
+                    x->rank == 0 ? whole + base : NULL, x->counts, x->displs, MPI_FLOAT, 0,
+                    MPI_COMM_WORLD);
+    }
+}
+
+void dt_exchange_distribute(dt_exchange *x, const float *whole, float *share)
+{
+    if (!share_partial(x)) {
+        if (x->rank == 0 && whole != share) memcpy(share, whole, x->o.n_params * sizeof *share);
+        if (!x->alone) bcast_floats(share, x->o.n_params);
+        return;
+    }
+    for (int k = 0; k < segments(x); k++) {
+        const size_t base = segment_counts(x, k);
+        MPI_Scatterv(x->rank == 0 ? whole + base : NULL, x->counts, x->displs, MPI_FLOAT,
+                     share + x->at[k], x->counts[x->rank], MPI_FLOAT, 0, MPI_COMM_WORLD);
+    }
 }
 
 size_t dt_exchange_max_pieces(const dt_exchange *x)
@@ -385,7 +502,7 @@ double dt_exchange_piece_sum(dt_exchange *x, const double *values, double *count
     DT_CHECK(x->exact);
     double v[2] = {dt_exact_tree_sum(values, x->piece_hi - x->piece_lo), *count};
     /* replicated, every rank summed every piece: nothing to combine */
-    if (!x->alone && x->op == DT_REDUCE_REDUCE_SCATTER)
+    if (share_partial(x))
         dt_exact_allreduce(x->exact, DT_EXACT_PIECE_TREE, v, 2);
     *count = v[1];
     return v[0];

@@ -424,12 +424,12 @@ void dt_optim_scale_range(float *g, size_t lo, size_t hi, float s)
 }
 
 void dt_optim_step_range(const dt_optimizer *opt, float *w, const float *g, double lr, size_t lo,
-                         size_t hi)
+                         size_t hi, size_t at)
 {
     const optimizer_kind *k = kind_of(&opt->hp);
-    DT_CHECK(opt->slots >= k->state_slots && hi <= opt->n && lo <= hi);
-    float *s0 = opt->state[0] ? opt->state[0] + lo : NULL;
-    float *s1 = opt->state[1] ? opt->state[1] + lo : NULL;
+    DT_CHECK(opt->slots >= k->state_slots && lo <= hi && at <= opt->n && hi - lo <= opt->n - at);
+    float *s0 = opt->state[0] ? opt->state[0] + at : NULL;
+    float *s1 = opt->state[1] ? opt->state[1] + at : NULL;
     k->step(&opt->hp, opt->t + 1, lr, hi - lo, w + lo, g + lo, s0, s1);
 }
 

@@ -17,7 +17,8 @@
  *               parameter (pieces: the buckets, or the whole arena)
  *   sharded     the gradient is reduce-scattered; each rank updates its
  *               piece of every bucket (1/P of the parameters, 1/P of the
- *               optimizer's work) and the new parameters are allgathered
+ *               optimizer's work and state) and the new parameters are
+ *               allgathered
  * Each over the reduction algorithm (comm.allreduce: flat MPI collectives
  * or node-aware, reduce.h) and the wire dtype (comm.dtype: float32 or
  * bfloat16; parameters always travel in float32), or, reproducible
@@ -82,8 +83,9 @@ typedef struct {
 
 typedef struct dt_exchange dt_exchange;
 
-/* [lo, hi) of the parameter arena whose summed gradient this rank holds. */
-typedef void (*dt_piece_fn)(void *ctx, size_t lo, size_t hi);
+/* [lo, hi) of the parameter arena whose summed gradient this rank holds;
+ * `at`: where the range starts in this rank's share (below). */
+typedef void (*dt_piece_fn)(void *ctx, size_t lo, size_t hi, size_t at);
 
 /* Collective (every rank, the same options). */
 dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt_error *err);
@@ -109,9 +111,23 @@ void dt_exchange_for_each_piece(const dt_exchange *x, dt_piece_fn piece, void *c
  * rank poisons the first value of each of its ranges, which no healthy
  * parameter is). Replicated: nothing to send, returns `bad`. */
 bool dt_exchange_params(dt_exchange *x, float *params, bool bad);
-/* Sharded: make an array laid out like the parameters (optimizer state)
- * whole on every rank from each rank's ranges (before a checkpoint). */
+/* Sharded: make an array laid out like the parameters (the averaged copy)
+ * whole on every rank from each rank's ranges. */
 void dt_exchange_gather(dt_exchange *x, float *array);
+
+/* ---- the share -------------------------------------------------------------
+ * A rank's share is the parameters it updates, packed: every range finish
+ * hands it, in that order, back to back. Sharded on P > 1 ranks it is about
+ * n_params / P (the ranges of every bucket, or reproducible, the rank's
+ * piece of the tree); otherwise it is the arena itself, and at = lo. State
+ * kept per share (the optimizer's) costs 1/P of the memory. */
+size_t dt_exchange_share(const dt_exchange *x);
+/* Collective: every rank's share into rank 0's whole array (n_params
+ * floats; ignored on other ranks), for a checkpoint. */
+void dt_exchange_collect(dt_exchange *x, const float *share, float *whole);
+/* Collective, the reverse: rank 0's whole array (ignored elsewhere) to each
+ * rank's share (replicated: the whole array to every rank). */
+void dt_exchange_distribute(dt_exchange *x, const float *whole, float *share);
 
 /* Reproducible: the most pieces finish gives one rank (2^tree_depth). */
 size_t dt_exchange_max_pieces(const dt_exchange *x);

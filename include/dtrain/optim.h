@@ -1,8 +1,9 @@
 /* optim.h - the update rules of tests/reference/SPEC.md over flat float arrays.
  *
  * An optimizer is a table entry {name, state_slots, step}; its state lives
- * in state_slots arenas with the layout of the parameter arena (v, s, m, u of
- * tests/reference/SPEC.md), zero at the start. The gradient pre-processing of tests/reference/SPEC.md
+ * in state_slots arenas (v, s, m, u of tests/reference/SPEC.md), zero at the
+ * start, laid out like the parameter arena or, in a sharded update, like
+ * this rank's share of it. The gradient pre-processing of tests/reference/SPEC.md
  * (non-finite check, coupled weight decay, global-norm clipping) is here
  * too, as separate calls, because the trainer must decide on the non-finite
  * guard before any state changes. Pure functions: no MPI, no layers. */
@@ -40,7 +41,7 @@ typedef struct {
 
 typedef struct {
     dt_optim_hparams hp;
-    size_t n;                          /* parameters */
+    size_t n;                          /* parameters whose state this holds */
     long t;                            /* updates applied so far */
     int slots;                         /* state arenas in use */
     float *state[DT_OPTIM_MAX_SLOTS];  /* 64-byte aligned, n floats each */
@@ -54,7 +55,9 @@ const char *dt_optimizer_str(dt_optimizer_name name);
  * behaves as momentum and keeps 1). */
 int dt_optim_state_slots(const dt_optim_hparams *hp);
 
-/* Allocate zeroed state for n parameters. DT_EINTERNAL if out of memory. */
+/* Allocate zeroed state for n parameters: the whole arena, or (a sharded
+ * update) only the share of it this rank updates. DT_EINTERNAL if out of
+ * memory. */
 dt_status dt_optim_init(dt_optimizer *opt, const dt_optim_hparams *hp, size_t n,
                         dt_error *err);
 void dt_optim_free(dt_optimizer *opt);
@@ -96,9 +99,12 @@ bool dt_optim_prepare_range(const dt_optimizer *opt, const float *w, float *g, f
                             size_t lo, size_t hi, double *sumsq);
 float dt_optim_clip_factor(const dt_optimizer *opt, double total_sumsq);
 void dt_optim_scale_range(float *g, size_t lo, size_t hi, float s);
-/* Uses t = opt->t + 1 (the update being applied) without advancing it. */
+/* w[lo, hi) and g[lo, hi) with the state at [at, at + hi - lo): at = lo
+ * when the state is laid out like the arena, the range's place in this
+ * rank's share when it holds only that (exchange.h). Uses t = opt->t + 1
+ * (the update being applied) without advancing it. */
 void dt_optim_step_range(const dt_optimizer *opt, float *w, const float *g, double lr, size_t lo,
-                         size_t hi);
+                         size_t hi, size_t at);
 void dt_optim_advance(dt_optimizer *opt);
 
 #endif

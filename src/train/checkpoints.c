@@ -2,8 +2,9 @@
  * one, resuming from one, and the stop requests that ask for one.
  *
  * Rank 0 reads and writes the files; every rank learns the outcome through
- * one agreed verdict, and a resume broadcasts the state to every rank, so
- * a run may resume on any number of ranks. */
+ * one agreed verdict, and a resume broadcasts the state to every rank (or
+ * each rank's share of the optimizer's, sharded), so a run may resume on
+ * any number of ranks in either update mode. */
 #define _GNU_SOURCE /* open_memstream */
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,23 +89,59 @@ dt_status train_checkpoint_identity(const trainer *tr, dt_ckpt_header *h, dt_err
     return config_hash(&tr->cfg, &h->config_hash, err);
 }
 
+/* The optimizer state as whole arrays, for the file (rank 0): the arenas
+ * themselves, unless the update is sharded over several ranks and each
+ * holds only its share. Then rank 0 allocates whole arrays for the time of
+ * the write or the read, and the other ranks stay at 1/P (whole[k] NULL). */
+static bool state_in_shares(const trainer *tr)
+{
+    return tr->comm->world > 1 && dt_exchange_sharded(tr->exchange);
+}
+
+static dt_status whole_state(trainer *tr, float *whole[DT_CKPT_MAX_SLOTS], dt_error *err)
+{
+    const size_t n = dt_model_param_count(tr->model);
+    for (int k = 0; k < DT_CKPT_MAX_SLOTS; k++)
+        whole[k] = k < tr->opt.slots && !state_in_shares(tr) ? tr->opt.state[k] : NULL;
+    if (!state_in_shares(tr) || tr->comm->rank != 0) return DT_OK;
+    for (int k = 0; k < tr->opt.slots; k++)
+        if (!(whole[k] = dt_alloc_aligned(n * sizeof(float))))
+            return dt_fail(err, DT_EINTERNAL,
+                           "out of memory for the optimizer state of a checkpoint (%d x %zu "
+                           "floats on rank 0)",
+                           tr->opt.slots, n);
+    return DT_OK;
+}
+
+static void free_whole_state(const trainer *tr, float *whole[DT_CKPT_MAX_SLOTS])
+{
+    if (!state_in_shares(tr)) return;
+    for (int k = 0; k < tr->opt.slots; k++) dt_free(whole[k]);
+}
+
 /* Rank 0 writes; every rank learns whether it worked (one collective). */
 dt_status train_save_checkpoint(trainer *tr, long step, long skipped, dt_error *err)
 {
-    /* Sharded, each rank holds the optimizer state of its own ranges only:
-     * gather it (every rank: a collective), so that the file is the same
-     * whatever the strategy and any run may resume it. */
-    for (int k = 0; k < tr->opt.slots; k++) dt_exchange_gather(tr->exchange, tr->opt.state[k]);
-    if (tr->avg) dt_exchange_gather(tr->exchange, tr->avg);
-    dt_status st = DT_OK;
-    if (tr->comm->rank == 0) {
-        const uint64_t allocs0 = dt_alloc_count();
+    /* Sharded, each rank holds the optimizer state of its own share: rank 0
+     * collects it (a collective), and the averaged copy is gathered, so
+     * that the file is the same whatever the strategy and any run may
+     * resume it. */
+    const uint64_t allocs0 = dt_alloc_count();
+    float *whole[DT_CKPT_MAX_SLOTS];
+    dt_status st = whole_state(tr, whole, err);
+    if (state_in_shares(tr)) st = dt_comm_agree(tr->comm, st, err);
+    if (st == DT_OK) {
+        for (int k = 0; k < tr->opt.slots; k++)
+            dt_exchange_collect(tr->exchange, tr->opt.state[k], whole[k]);
+        if (tr->avg) dt_exchange_gather(tr->exchange, tr->avg);
+    }
+    if (st == DT_OK && tr->comm->rank == 0) {
         dt_ckpt_header h = tr->ckpt_id;
         h.step = step;
         h.opt_t = tr->opt.t;
         h.skipped = skipped;
         h.world_size = (uint32_t)tr->comm->world;
-        const float *state[DT_CKPT_MAX_SLOTS] = {tr->opt.state[0], tr->opt.state[1]};
+        const float *state[DT_CKPT_MAX_SLOTS] = {whole[0], whole[1]};
         state[tr->opt.slots] = tr->avg; /* NULL, and not written, when averaging is off */
         char path[DT_PATH_MAX + 64];
         st = dt_ckpt_write(tr->cfg.checkpoint.dir, tr->cfg.checkpoint.keep, &h,
@@ -113,8 +150,9 @@ dt_status train_save_checkpoint(trainer *tr, long step, long skipped, dt_error *
         /* a metrics.jsonl that could not be written ends the run here, at
          * the latest (and before a signal's stop hides it) */
         if (st == DT_OK && tr->metrics) st = dt_metrics_status(tr->metrics, err);
-        tr->ckpt_allocs += dt_alloc_count() - allocs0;
     }
+    free_whole_state(tr, whole);
+    tr->ckpt_allocs += dt_alloc_count() - allocs0;
     return dt_comm_agree(tr->comm, st, err);
 }
 
@@ -125,27 +163,33 @@ static void warn_rank0(void *ctx, const char *msg)
     fflush(stderr);
 }
 
-/* Rank 0 reads and verifies the checkpoint, every rank receives it. */
+/* Rank 0 reads and verifies the checkpoint, every rank receives it (its
+ * share of the optimizer state, when sharded). */
 dt_status train_resume(trainer *tr, const char *what, long *first_step, long *skipped,
                        dt_error *err)
 {
     dt_ckpt_header want = tr->ckpt_id, got;
     memset(&got, 0, sizeof got);
     float *w = dt_model_params(tr->model);
-    float *state[DT_CKPT_MAX_SLOTS] = {tr->opt.state[0], tr->opt.state[1]};
-    state[tr->opt.slots] = tr->avg;
+    float *whole[DT_CKPT_MAX_SLOTS];
     char path[DT_PATH_MAX + 64] = "";
-    dt_status st = DT_OK;
-    if (tr->comm->rank == 0)
-        st = dt_ckpt_resume(what, tr->cfg.checkpoint.dir, &want, w, state, &got, path,
+    dt_status st = whole_state(tr, whole, err);
+    whole[tr->opt.slots] = tr->avg;
+    if (st == DT_OK && tr->comm->rank == 0)
+        st = dt_ckpt_resume(what, tr->cfg.checkpoint.dir, &want, w, whole, &got, path,
                             sizeof path, warn_rank0, NULL, err);
     st = dt_comm_agree(tr->comm, st, err);
+    if (st == DT_OK) {
+        const size_t n = dt_model_param_count(tr->model);
+        dt_comm_bcast(&got, sizeof got, 0);
+        dt_comm_bcast(w, n * sizeof *w, 0);
+        for (int k = 0; k < tr->opt.slots; k++)
+            dt_exchange_distribute(tr->exchange, whole[k], tr->opt.state[k]);
+        if (tr->avg) dt_comm_bcast(tr->avg, n * sizeof(float), 0);
+    }
+    whole[tr->opt.slots] = NULL;
+    free_whole_state(tr, whole);
     if (st) return st;
-    const size_t n = dt_model_param_count(tr->model);
-    dt_comm_bcast(&got, sizeof got, 0);
-    dt_comm_bcast(w, n * sizeof *w, 0);
-    for (int k = 0; k < tr->opt.slots; k++) dt_comm_bcast(tr->opt.state[k], n * sizeof(float), 0);
-    if (tr->avg) dt_comm_bcast(tr->avg, n * sizeof(float), 0);
     tr->opt.t = got.opt_t;
     *first_step = got.step + 1;
     *skipped = got.skipped;

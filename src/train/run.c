@@ -146,6 +146,13 @@ static void report_startup(const trainer *tr)
     char layout[LAYOUT_TEXT_MAX], exchange[320];
     dt_model_describe(tr->model, layout, sizeof layout);
     dt_exchange_describe(tr->exchange, exchange, sizeof exchange);
+    const size_t share = tr->opt.n, n = dt_model_param_count(tr->model); /* as allocated */
+    if (share < n && tr->opt.slots > 0) {
+        const size_t used = strlen(exchange);
+        snprintf(exchange + used, sizeof exchange - used,
+                 "; optimizer state for this rank's share (rank 0: %zu of %zu parameters)",
+                 share, n);
+    }
     if (tr->balance) {
         const size_t used = strlen(exchange);
         snprintf(exchange + used, sizeof exchange - used,

@@ -250,7 +250,8 @@ dt_status train_build(trainer *tr, dt_error *err)
     st = build_model(tr, max_batch, err);
     if (st) return st;
     if ((st = build_reproducible(tr, err))) return st;
-    st = dt_optim_init(&tr->opt, &c->optimizer.hp, dt_model_param_count(tr->model), err);
+    /* the optimizer's state for this rank's share only (sharded: 1/P) */
+    st = dt_optim_init(&tr->opt, &c->optimizer.hp, dt_exchange_share(tr->exchange), err);
     if (st) return st;
     if (tr->average.kind != DT_AVERAGE_NONE) {
         /* the averaged copy, and room for the raw weights while the model

@@ -5,10 +5,11 @@
  *   -> gradient exchange: sum over ranks of [gradients | loss | stop]
  *   -> / b, non-finite guard, weight decay, clipping -> optimizer, lr(k)
  *      (on each range as its sum completes; sharded: on this rank's ranges,
- *      then the new parameters are spread)
+ *      with the optimizer state of those alone, then the new parameters are
+ *      spread)
  *   -> the averaged copy (optimizer.average), over the same ranges: sharded,
- *      each rank averages only its own pieces, gathered when evaluated or
- *      checkpointed, like the optimizer state
+ *      each rank averages only its own pieces of a whole-sized copy,
+ *      gathered when evaluated or checkpointed
  *
  * Every rank reaches the same verdict (finite or not, stop or not): from
  * the summed gradient it holds, or (sharded) from what travels with the
@@ -61,7 +62,7 @@ typedef struct {
     double seconds;
 } update_ctx;
 
-static void prepare_and_step(void *ctx, size_t lo, size_t hi)
+static void prepare_and_step(void *ctx, size_t lo, size_t hi, size_t at)
 {
     update_ctx *u = ctx;
     double t0 = dt_comm_time(), sumsq;
@@ -72,15 +73,15 @@ static void prepare_and_step(void *ctx, size_t lo, size_t hi)
         u->piece_sumsq[u->n_pieces++] = sumsq;
     }
     u->bad |= !finite;
-    if (!u->hold && finite) dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi);
+    if (!u->hold && finite) dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi, at);
     u->seconds += dt_comm_time() - t0;
 }
 
-static void clip_and_step(void *ctx, size_t lo, size_t hi)
+static void clip_and_step(void *ctx, size_t lo, size_t hi, size_t at)
 {
     update_ctx *u = ctx;
     dt_optim_scale_range(u->g, lo, hi, dt_optim_clip_factor(u->opt, u->sumsq));
-    dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi);
+    dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi, at);
 }
 
 static void read_tail(const double *tail, step_record *rec)
@@ -162,8 +163,9 @@ typedef struct {
     long n_before;
 } average_ctx;
 
-static void average_piece(void *ctx, size_t lo, size_t hi)
+static void average_piece(void *ctx, size_t lo, size_t hi, size_t at)
 {
+    (void)at; /* the averaged copy is whole-sized: it is evaluated */
     const average_ctx *a = ctx;
     dt_average_update_range(a->hp, a->avg, a->w, a->n_before, lo, hi);
 }

@@ -4,7 +4,8 @@
 #  1. sharded on 1-4 ranks, on uneven fake nodes (2 + 1: also a stop
 #     request sent to one rank only), and node-aware
 #     (hierarchical) on 2 fake nodes of 2, give the per-update losses of
-#     the replicated 1-rank run (1e-5);
+#     the replicated 1-rank run (1e-5); sharded on P > 1, each rank
+#     keeps the optimizer state of its share only (rank 0 says how much);
 #  2. the update overlapped with the remaining reductions (each bucket's
 #     range as its sum completes) is bit-identical to the update applied
 #     after all of them (clipping at a norm never reached forces the wait
@@ -32,6 +33,17 @@ ok_run ref 1 "${base[@]}" "$cfg"
 for np in 1 2 3 4; do
     ok_run sharded$np "$np" "${base[@]}" --set comm.update=sharded "$cfg"
     grep -q "gradient exchange: sharded update" "$WORK/sharded$np.log" || die "np $np: not sharded"
+    share=$(sed -n 's/.*optimizer state for this rank.s share (rank 0: \([0-9]*\) of \([0-9]*\) parameters).*/\1 \2/p' \
+        "$WORK/sharded$np.log")
+    if [ "$np" -eq 1 ]; then
+        [ -z "$share" ] || die "np 1: the optimizer state is a share ($share)"
+    else
+        [ -n "$share" ] || die "np $np: no optimizer state share in the start-up lines"
+        # rank 0's pieces: 1/P of each of the 2 buckets, rounded up to
+        # whole cache lines (16 floats)
+        awk -v np="$np" '{ exit !($1 <= $2 / np + 2 * 16) }' <<< "$share" \
+            || die "np $np: rank 0 keeps the optimizer state of $share parameters, not 1/$np"
+    fi
     compare_losses "$WORK/sharded$np/metrics.jsonl" "$WORK/ref/metrics.jsonl" 1e-5 \
         || die "sharded on $np ranks differs from replicated on 1"
 done

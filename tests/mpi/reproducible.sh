@@ -9,9 +9,10 @@
 #       must be the same text on all of them. THREADS sets runtime.threads
 #       (default: dtrain's choice), so that 1 rank with 2 BLAS threads is
 #       checked against 2 ranks with 1 each.
-#   resume CONFIG  stopped at update 10 on 4 ranks (replicated), resumed on
-#       2 ranks (sharded) to 24: the uninterrupted 1-rank run's
-#       param_checksum and losses.
+#   resume CONFIG  stopped at update 10 on 4 ranks, resumed on 2 ranks to
+#       24, both sharded (each rank holds its piece of the optimizer state:
+#       rank 0 collects the pieces into the file, the resume hands them out
+#       again): the uninterrupted 1-rank run's param_checksum and losses.
 #   default_differs CONFIG  the default mode on 1 and 4 ranks gives two
 #       param_checksums: the same-bits checks are not passing by accident.
 #   refuse  3 ranks (not a power of two) and 8 ranks at global batch 12
@@ -78,7 +79,7 @@ resume)
     rest=("${base[@]:2}") # base without its train.steps
     full=(--set train.steps=24 "${rest[@]}")
     ok_run full 1 "${full[@]}" "$cfg"
-    ok_run part 4 --set train.steps=10 "${rest[@]}" "$cfg"
+    ok_run part 4 --set train.steps=10 "${rest[@]}" --set comm.update=sharded "$cfg"
     [ "$(newest_checkpoint_step "$WORK/part/checkpoints")" = 10 ] || die "no checkpoint of update 10"
     resume_latest 2 "$WORK/part" 10 24 "${full[@]}" --set comm.update=sharded "$cfg"
     grep -q "written by 4 ranks" "$WORK/part.log" || die "the resume does not name the writer's 4 ranks"
@@ -89,7 +90,7 @@ resume)
     diff <(grep '"kind":"eval"' "$WORK/full/metrics.jsonl" | grep -v '"step":10,') \
          <(grep '"kind":"eval"' "$WORK/part/metrics.jsonl" | grep -v '"step":10,') > "$WORK/diff" \
         || { head "$WORK/diff"; die "eval lines differ"; }
-    echo "stopped at 10 on 4 ranks, resumed on 2 (sharded): param_checksum $b = the 1-rank run's"
+    echo "stopped at 10 on 4 ranks, resumed on 2 (both sharded): param_checksum $b = the 1-rank run's"
     ;;
 default_differs)
     cfg="$DT_SOURCE/configs/$1"
