@@ -96,6 +96,7 @@ void dt__comm_wait(int n, MPI_Request *req, const char *what)
     }
 }
 
+#ifndef DTRAIN_SMPI /* SMPI's Open MPI emulation has no libnbc to tune */
 /* The world size the launcher announces before MPI starts (mpirun, srun,
  * a PMI), or 0 when none does. */
 static long announced_world(void)
@@ -107,6 +108,7 @@ static long announced_world(void)
     }
     return 0;
 }
+#endif
 
 /* Open MPI's non-blocking allreduce (coll/libnbc, which every exchange
  * of dtrain uses, for its watchdog) runs on fewer than 4 ranks, or in

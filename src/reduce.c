@@ -9,6 +9,26 @@
  *   hierarchical ALLREDUCE       node reduce-scatter -> cross allreduce -> node allgather
  *                REDUCE_SCATTER  node reduce-scatter -> cross reduce-scatter
  *                ALLGATHER       cross allgather -> node allgather
+ *   hierarchical, direct across the nodes (up to DIRECT_MAX_NODES nodes):
+ *                ALLREDUCE       node reduce-scatter -> cross direct reduce-scatter
+ *                                -> cross direct allgather -> node allgather
+ *                REDUCE_SCATTER  node reduce-scatter -> cross direct reduce-scatter
+ *                ALLGATHER       cross direct allgather -> node allgather
+ *
+ * "Direct" phases are one MPI_Alltoallv on the cross communicator: every
+ * rank sends each other node's rank its piece at once. The direct
+ * reduce-scatter receives the N partial sums of its own piece and adds
+ * them itself, in cross-rank order; the direct allgather sends its one
+ * piece to every rank (every send displacement 0). Open MPI's tree and
+ * ring algorithms instead pass each piece through log2(N) or N-1 rounds
+ * one after the other, and every round of a large message pays the
+ * network's latency again: under SMPI (P = 128, 16 nodes x 8, the cross
+ * step of the MLP's 1.08 MB) 10 GbE takes 0.83 + 0.75 ms direct against
+ * 1.32 + 1.21 ms (reduce-scatter + allgather, float32) and 2.46 ms for the
+ * cross allreduce; on 100 Gb/s 0.19 + 0.09 against 0.13 + 0.13 and 0.24
+ * (launch/results/reduce.md). Past DIRECT_MAX_NODES, what was not
+ * measured, Open MPI's own algorithms stay. DTRAIN_REDUCE_CROSS=tree|direct
+ * (environment) overrides the choice, for tests and benchmarks.
  *
  * "node" is the communicator of the ranks of one node, "cross" the one of
  * the ranks with the same local rank on every node. Geometry: the range is
@@ -40,7 +60,7 @@
 
 #include "comm_internal.h"
 
-enum { PIECE_ALIGN = 16, MAX_PHASES = 3 };
+enum { PIECE_ALIGN = 16, MAX_PHASES = 4, DIRECT_MAX_NODES = 16 };
 
 typedef enum {
     PH_NONE = 0,
@@ -51,15 +71,23 @@ typedef enum {
     PH_NODE_ALLGATHER,
     PH_CROSS_ALLREDUCE,
     PH_CROSS_REDUCE_SCATTER,
-    PH_CROSS_ALLGATHER
+    PH_CROSS_ALLGATHER,
+    PH_CROSS_DIRECT_REDUCE_SCATTER,
+    PH_CROSS_DIRECT_ALLGATHER
 } phase_kind;
 
-/* [hierarchical?][op] -> the chain of phases */
-static const phase_kind chains[2][DT_REDUCE_OP_COUNT][MAX_PHASES] = {
-    {{PH_FLAT_ALLREDUCE}, {PH_FLAT_REDUCE_SCATTER}, {PH_FLAT_ALLGATHER}},
-    {{PH_NODE_REDUCE_SCATTER, PH_CROSS_ALLREDUCE, PH_NODE_ALLGATHER},
-     {PH_NODE_REDUCE_SCATTER, PH_CROSS_REDUCE_SCATTER},
-     {PH_CROSS_ALLGATHER, PH_NODE_ALLGATHER}},
+typedef enum { CHAIN_FLAT = 0, CHAIN_TREE, CHAIN_DIRECT, CHAIN_COUNT } chain_kind;
+
+/* [chain kind][op] -> the chain of phases */
+static const phase_kind chains[CHAIN_COUNT][DT_REDUCE_OP_COUNT][MAX_PHASES] = {
+    [CHAIN_FLAT] = {{PH_FLAT_ALLREDUCE}, {PH_FLAT_REDUCE_SCATTER}, {PH_FLAT_ALLGATHER}},
+    [CHAIN_TREE] = {{PH_NODE_REDUCE_SCATTER, PH_CROSS_ALLREDUCE, PH_NODE_ALLGATHER},
+                    {PH_NODE_REDUCE_SCATTER, PH_CROSS_REDUCE_SCATTER},
+                    {PH_CROSS_ALLGATHER, PH_NODE_ALLGATHER}},
+    [CHAIN_DIRECT] = {{PH_NODE_REDUCE_SCATTER, PH_CROSS_DIRECT_REDUCE_SCATTER,
+                       PH_CROSS_DIRECT_ALLGATHER, PH_NODE_ALLGATHER},
+                      {PH_NODE_REDUCE_SCATTER, PH_CROSS_DIRECT_REDUCE_SCATTER},
+                      {PH_CROSS_DIRECT_ALLGATHER, PH_NODE_ALLGATHER}},
 };
 
 /* The exchange each operation is, as the watchdog names it. */
@@ -80,7 +108,9 @@ struct dt_reduce_handle {
     int result_in_scratch; /* an out-of-place flat allreduce */
     uint16_t *wire16;    /* max_count bfloat16 values */
     float *scratch;      /* max_count floats (or bfloat16 values) */
+    float *partials;     /* direct reduce-scatter: N partial sums of a piece */
     int *counts, *displs; /* world entries; one phase uses them at a time */
+    int *peer_counts, *peer_displs; /* the other side of an Alltoallv */
     MPI_Comm flat_world, flat_piece, node, cross;
 };
 
@@ -95,6 +125,7 @@ struct dt_reduce_plan {
     int piece_index;    /* this rank's */
     int *piece_of_rank; /* world rank -> piece index */
     int blocking;       /* every phase a blocking collective */
+    int cross_direct;   /* hierarchical crosses the nodes by Alltoallv */
     int in_place_ok;    /* MPI_IN_PLACE is safe for the phases we start */
     MPI_Op bf16_sum;
     dt_reduce_handle *slot; /* max_inflight */
@@ -249,6 +280,21 @@ static int env_blocking(void)
     return blocking;
 }
 
+static int env_cross_direct(int nodes)
+{
+    const char *v = getenv("DTRAIN_REDUCE_CROSS");
+    if (v && !strcmp(v, "tree")) return 0;
+    if (v && !strcmp(v, "direct")) return 1;
+    return nodes <= DIRECT_MAX_NODES;
+}
+
+/* The longest piece of a range of at most max_count floats cut into
+ * `pieces`: the units shared out, one more, and the last piece's tail. */
+static size_t max_piece(size_t max_count, int pieces)
+{
+    return (max_count / PIECE_ALIGN / (size_t)pieces + 2) * PIECE_ALIGN;
+}
+
 dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size_t max_count,
                                 int max_inflight, dt_reduce_plan **out, dt_error *err)
 {
@@ -291,6 +337,7 @@ dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size
         p->max_local = lay.max_local;
         p->piece_index = piece_index;
         p->blocking = env_blocking();
+        p->cross_direct = env_cross_direct(nodes);
 #ifdef DTRAIN_SMPI
         p->in_place_ok = p->blocking;
 #else
@@ -313,9 +360,13 @@ dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size
         dt_reduce_handle *h = &p->slot[k];
         h->wire16 = dt_alloc_aligned(DT_MAX(max_count, 1) * sizeof *h->wire16);
         h->scratch = dt_alloc_aligned(DT_MAX(max_count, 1) * sizeof *h->scratch);
+        h->partials = dt_alloc_aligned((size_t)nodes * max_piece(max_count, world) * sizeof *h->partials);
         h->counts = dt_calloc((size_t)world, sizeof *h->counts);
         h->displs = dt_calloc((size_t)world, sizeof *h->displs);
-        ok = h->wire16 && h->scratch && h->counts && h->displs;
+        h->peer_counts = dt_calloc((size_t)world, sizeof *h->peer_counts);
+        h->peer_displs = dt_calloc((size_t)world, sizeof *h->peer_displs);
+        ok = h->wire16 && h->scratch && h->partials && h->counts && h->displs && h->peer_counts &&
+             h->peer_displs;
     }
     /* Every rank learns whether every rank got its memory before anyone
      * starts the collective set-up of the slots. */
@@ -355,8 +406,11 @@ void dt_reduce_plan_free(dt_reduce_plan *plan)
             if (*comms[i] != MPI_COMM_NULL) MPI_Comm_free(comms[i]);
         dt_free(h->wire16);
         dt_free(h->scratch);
+        dt_free(h->partials);
         dt_free(h->counts);
         dt_free(h->displs);
+        dt_free(h->peer_counts);
+        dt_free(h->peer_displs);
     }
     if (plan->bf16_sum != MPI_OP_NULL) MPI_Op_free(&plan->bf16_sum);
     dt_free(plan->slot);
@@ -428,6 +482,39 @@ static void coll_allgatherv(dt_reduce_handle *h, void *recv, size_t esize, int m
         MPI_Iallgatherv(send, send_count, t, recv, h->counts, h->displs, t, comm, &h->req);
 }
 
+static void coll_alltoallv(dt_reduce_handle *h, const void *send, const int *send_counts,
+                           const int *send_displs, void *recv, const int *recv_counts,
+                           const int *recv_displs, MPI_Datatype t, MPI_Comm comm)
+{
+    if (h->plan->blocking)
+        MPI_Alltoallv(send, send_counts, send_displs, t, recv, recv_counts, recv_displs, t, comm);
+    else
+        MPI_Ialltoallv(send, send_counts, send_displs, t, recv, recv_counts, recv_displs, t, comm,
+                       &h->req);
+}
+
+/* The N partial sums of this rank's piece, one after the other in
+ * `partials`, added in cross-rank order into out: in float, or (bfloat16)
+ * each sum rounded as the MPI_Op rounds it. */
+static void sum_partials(const dt_reduce_handle *h, void *out, size_t n)
+{
+    const int N = h->plan->nodes;
+    if (h->bf16) {
+        const uint16_t *part = (const uint16_t *)h->partials;
+        uint16_t *acc = out;
+        memcpy(acc, part, n * sizeof *acc);
+        for (int j = 1; j < N; j++)
+            for (size_t i = 0; i < n; i++)
+                acc[i] = bf16_from_float(float_from_bf16(acc[i]) + float_from_bf16(part[j * n + i]));
+    } else {
+        const float *part = h->partials;
+        float *acc = out;
+        memcpy(acc, part, n * sizeof *acc);
+        for (int j = 1; j < N; j++)
+            for (size_t i = 0; i < n; i++) acc[i] += part[j * n + i];
+    }
+}
+
 static void start_phase(dt_reduce_handle *h)
 {
     dt_reduce_plan *p = h->plan;
@@ -475,9 +562,39 @@ static void start_phase(dt_reduce_handle *h)
         fill_pieces(h, l * N, N);
         coll_allgatherv(h, wire + slice_lo * esize, esize, p->node_index, t, h->cross);
         break;
+    case PH_CROSS_DIRECT_REDUCE_SCATTER: /* scratch (my slice) -> partials; end_phase sums */
+        fill_pieces(h, l * N, N);
+        for (int j = 0; j < N; j++) {
+            h->peer_counts[j] = (int)(hi - lo);
+            h->peer_displs[j] = j * (int)(hi - lo);
+        }
+        coll_alltoallv(h, h->scratch, h->counts, h->displs, h->partials, h->peer_counts,
+                       h->peer_displs, t, h->cross);
+        break;
+    case PH_CROSS_DIRECT_ALLGATHER: /* my piece, from scratch to every rank of cross */
+        fill_pieces(h, l * N, N);
+        memcpy(h->scratch, wire + lo * esize, (hi - lo) * esize);
+        for (int j = 0; j < N; j++) {
+            h->peer_counts[j] = (int)(hi - lo);
+            h->peer_displs[j] = 0;
+        }
+        coll_alltoallv(h, h->scratch, h->peer_counts, h->peer_displs, wire + slice_lo * esize,
+                       h->counts, h->displs, t, h->cross);
+        break;
     case PH_NONE:
         DT_BUG("reduce: empty phase started");
     }
+}
+
+/* Phase h->phase completed: the work it leaves to this rank. */
+static void end_phase(dt_reduce_handle *h)
+{
+    if (h->chain[h->phase] != PH_CROSS_DIRECT_REDUCE_SCATTER) return;
+    const size_t esize = h->bf16 ? sizeof(uint16_t) : sizeof(float);
+    char *wire = h->bf16 ? (char *)h->wire16 : (char *)h->buf;
+    size_t lo, hi;
+    dt_reduce_piece(h->plan, h->count, &lo, &hi);
+    sum_partials(h, wire + lo * esize, hi - lo);
 }
 
 /* The last phase completed: move the result into buf. */
@@ -518,6 +635,7 @@ static int advance(dt_reduce_handle *h)
             MPI_Test(&h->req, &complete, MPI_STATUS_IGNORE);
             if (!complete) return 0;
         }
+        end_phase(h);
         if (++h->phase < MAX_PHASES && h->chain[h->phase] != PH_NONE)
             start_phase(h);
         else
@@ -550,7 +668,10 @@ dt_reduce_handle *dt_reduce_start(dt_reduce_plan *plan, dt_reduce_op op, float *
         return h;
     }
     h->done = 0;
-    h->chain = chains[dt_reduce_resolve(plan, op, count) == DT_REDUCE_HIERARCHICAL][op];
+    const chain_kind kind = dt_reduce_resolve(plan, op, count) != DT_REDUCE_HIERARCHICAL ? CHAIN_FLAT
+                            : plan->cross_direct                                   ? CHAIN_DIRECT
+                                                                                   : CHAIN_TREE;
+    h->chain = chains[kind][op];
     h->bf16 = plan->dtype == DT_REDUCE_BFLOAT16 && op != DT_REDUCE_ALLGATHER;
     if (h->bf16) to_bf16(buf, h->wire16, count);
     start_phase(h);

@@ -48,6 +48,7 @@ double dt__simclock_wtime(const char *file, int line);
  * of these calls the real function. */
 #define MPI_Allgather(...) DT__SIMCLOCK(MPI_Allgather(__VA_ARGS__))
 #define MPI_Allgatherv(...) DT__SIMCLOCK(MPI_Allgatherv(__VA_ARGS__))
+#define MPI_Alltoallv(...) DT__SIMCLOCK(MPI_Alltoallv(__VA_ARGS__))
 #define MPI_Allreduce(...) DT__SIMCLOCK(MPI_Allreduce(__VA_ARGS__))
 #define MPI_Barrier(...) DT__SIMCLOCK(MPI_Barrier(__VA_ARGS__))
 #define MPI_Bcast(...) DT__SIMCLOCK(MPI_Bcast(__VA_ARGS__))
@@ -58,6 +59,7 @@ double dt__simclock_wtime(const char *file, int line);
 #define MPI_Gather(...) DT__SIMCLOCK(MPI_Gather(__VA_ARGS__))
 #define MPI_Iallgatherv(...) DT__SIMCLOCK(MPI_Iallgatherv(__VA_ARGS__))
 #define MPI_Iallreduce(...) DT__SIMCLOCK(MPI_Iallreduce(__VA_ARGS__))
+#define MPI_Ialltoallv(...) DT__SIMCLOCK(MPI_Ialltoallv(__VA_ARGS__))
 #define MPI_Ibarrier(...) DT__SIMCLOCK(MPI_Ibarrier(__VA_ARGS__))
 #define MPI_Ibcast(...) DT__SIMCLOCK(MPI_Ibcast(__VA_ARGS__))
 #define MPI_Igather(...) DT__SIMCLOCK(MPI_Igather(__VA_ARGS__))

@@ -20,6 +20,12 @@
  *                 reduce-scatter inside the node into one slice per local
  *                 rank, then per slice an inter-node allreduce (or
  *                 reduce-scatter), then allgather inside the node.
+ *                 Up to 16 nodes the inter-node step is direct: one
+ *                 MPI_Alltoallv that hands every rank the partial sums of
+ *                 its piece, which it adds itself (and one that sends its
+ *                 piece to every node), instead of Open MPI's multi-round
+ *                 algorithms (src/reduce.c says why and what it measured;
+ *                 DTRAIN_REDUCE_CROSS=tree|direct overrides).
  *                 Needs the same number of ranks on every node; otherwise
  *                 the plan runs mpi instead (dt_reduce_resolve says so).
  *   auto          picks one per operation from count, P and nodes (the
