@@ -503,9 +503,8 @@ static void sum_partials(const dt_reduce_handle *h, void *out, size_t n)
         const uint16_t *part = (const uint16_t *)h->partials;
         uint16_t *acc = out;
         memcpy(acc, part, n * sizeof *acc);
-        for (int j = 1; j < N; j++)
-            for (size_t i = 0; i < n; i++)
-                acc[i] = bf16_from_float(float_from_bf16(acc[i]) + float_from_bf16(part[j * n + i]));
+        int len = (int)n;
+        for (int j = 1; j < N; j++) bf16_sum_fn((void *)(part + j * n), acc, &len, NULL);
     } else {
         const float *part = h->partials;
         float *acc = out;
