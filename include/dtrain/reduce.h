@@ -8,6 +8,8 @@
  *   DT_REDUCE_ALLREDUCE       every rank gets the sum over ranks of the range
  *   DT_REDUCE_REDUCE_SCATTER  every rank gets the sum of its own piece only
  *                             (dt_reduce_piece); the rest of buf is unchanged
+ *                             in float32 and undefined in bfloat16 (it
+ *                             carries the wire)
  *   DT_REDUCE_ALLGATHER       each rank's piece is copied to every rank
  *                             (always float32: the new parameters)
  *
