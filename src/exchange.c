@@ -212,12 +212,9 @@ dt_status dt_exchange_create(const dt_exchange_options *o, dt_exchange **out, dt
         *out = x;
         return DT_OK;
     }
-#ifdef DTRAIN_SMPI
-    /* Simulated runs reduce with blocking collectives (reduce.h): a bucket
+    /* Blocking reductions (the SMPI build's default, reduce.h): a bucket
      * started inside backward would only serialise it. */
-    x->o.overlap = false;
-#endif
-    if (x->alone) x->o.overlap = false;
+    if (x->alone || dt_reduce_blocking_default()) x->o.overlap = false;
     x->op = o->update == DT_UPDATE_SHARDED ? DT_REDUCE_REDUCE_SCATTER : DT_REDUCE_ALLREDUCE;
     x->tail_in_bucket = o->update == DT_UPDATE_REPLICATED && o->dtype == DT_REDUCE_FLOAT32;
     plan_buckets(x);

@@ -313,7 +313,7 @@ void dt__comm_split_nodes(MPI_Comm *node, MPI_Comm *cross, dt__comm_layout *lay)
 
 /* ---- plan -------------------------------------------------------------- */
 
-static int env_blocking(void)
+int dt_reduce_blocking_default(void)
 {
 #ifdef DTRAIN_SMPI
     int blocking = 1;
@@ -381,7 +381,7 @@ dt_status dt_reduce_plan_create(dt_reduce_algo algo, dt_reduce_dtype dtype, size
         p->uniform = uniform;
         p->max_local = lay.max_local;
         p->piece_index = piece_index;
-        p->blocking = env_blocking();
+        p->blocking = dt_reduce_blocking_default();
         p->cross_direct = env_cross_direct(nodes);
 #ifdef DTRAIN_SMPI
         p->in_place_ok = p->blocking;

@@ -107,9 +107,11 @@ void dt_model_init_params(dt_model *m, dt_init_kind init, uint64_t seed);
 void dt_model_forward(dt_model *m, const float *x, const int *y, long n, double *loss_sum,
                       long *correct);
 
-/* Called by backward as soon as a layer's parameter gradients are final,
- * in reverse layer order, with the range [offset, offset+count) of the
- * arena (in floats). Lets comm start a bucket's allreduce early. */
+/* Called by backward as soon as a range [offset, offset+count) of the
+ * gradient arena (in floats) is final: ranges follow each other from the
+ * end of the arena to its start, each float once. A layer is one range or
+ * several (a dense layer: its bias, then its weights in blocks of rows
+ * from the last). Lets comm start a bucket's allreduce early. */
 typedef void (*dt_grad_ready_fn)(void *ctx, size_t offset, size_t count);
 
 /* Backward of the *summed* loss of the last forward's n samples: ACCUMULATES

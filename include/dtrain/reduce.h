@@ -120,6 +120,9 @@ int dt_reduce_ranks_per_node(const dt_reduce_plan *plan);
 int dt_reduce_nodes_uniform(const dt_reduce_plan *plan);
 /* 1 when every phase runs as a blocking collective inside dt_reduce_start. */
 int dt_reduce_blocking(const dt_reduce_plan *plan);
+/* What dt_reduce_blocking will say of a plan created now (the build's
+ * default, or DTRAIN_REDUCE_BLOCKING). */
+int dt_reduce_blocking_default(void);
 
 /* The algorithm an operation of `count` floats actually runs (mpi or
  * hierarchical): auto resolved, hierarchical replaced by mpi on uneven

@@ -41,6 +41,12 @@ void nn_dense_forward(float *y, const float *x, const float *w, const float *b, 
 /* dy is turned into dz in place when act != NONE (y is then required). */
 void nn_dense_backward(float *dx, float *dw, float *db, float *dy, const float *y,
                        const float *x, const float *w, long B, int in, int out, nn_act act);
+/* The same, with ready(ctx, ...) called on each part of the layer's range
+ * [off, off + in*out + out) as it becomes final, from the end (db) to the
+ * start (dW in blocks of rows from the last); B = 0 reports it whole. */
+void nn_dense_backward_ready(float *dx, float *dw, float *db, float *dy, const float *y,
+                             const float *x, const float *w, long B, int in, int out, nn_act act,
+                             dt_grad_ready_fn ready, void *ctx, size_t off);
 
 /* ---- conv.c: NCHW, weights [out_c][in_c][kh][kw], cross-correlation ----- */
 typedef struct {
@@ -178,6 +184,10 @@ typedef struct {
     int (*setup)(nn_layer *l, char *why, size_t why_size);
     void (*forward)(nn_layer *l, long n);
     void (*backward)(nn_layer *l, long n);
+    /* Backward of n >= 0 samples that reports the layer's parameter
+     * gradients itself (dt_grad_ready_fn: from the end of its range towards
+     * the start, every float once); NULL: backward, then the whole range. */
+    void (*backward_ready)(nn_layer *l, long n, dt_grad_ready_fn ready, void *ctx);
     /* "conv 6x5x5 s1 p2", "dense 256", "relu" */
     void (*label)(const nn_layer *l, char *buf, size_t size);
     /* floats of leaf-mode workspace (l->leaf_levels set); NULL: none */

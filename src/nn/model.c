@@ -381,6 +381,10 @@ void dt_model_backward(dt_model *m, dt_grad_ready_fn ready, void *ctx)
     if (n > 0) nn_softmax_ce_backward(last->dy, m->logits, m->labels, n, m->outputs);
     for (int i = m->n_layers - 1; i >= m->first_param; i--) {
         nn_layer *l = &m->layers[i];
+        if (ready && l->n_w + l->n_b && l->kind->backward_ready) {
+            l->kind->backward_ready(l, n, ready, ctx);
+            continue;
+        }
         if (n > 0) l->kind->backward(l, n);
         if (ready && l->n_w + l->n_b) ready(ctx, l->off, l->n_w + l->n_b);
     }

@@ -177,9 +177,10 @@ static void update_average(trainer *tr)
     dt_exchange_for_each_piece(tr->exchange, average_piece, &a);
 }
 
-/* Backward's layer boundaries, seen through the exchange's callback: with a
- * timeline, each layer's backward becomes a span (index = parameter
- * block, from the last layer). */
+/* Backward's progress, seen through the exchange's callback: with a
+ * timeline, the work before each reported range becomes a span (index =
+ * the range, from the end of the arena: a dense layer's bias, then its
+ * weights in blocks of rows; nn.h). */
 typedef struct {
     dt_exchange *exchange;
     dt_trace *trace;

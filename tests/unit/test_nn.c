@@ -1121,9 +1121,10 @@ START_TEST(test_backward_accumulates_and_ready)
     ready_log r = {.snapshot = snap, .grads = dt_model_grads(m)};
     dt_model_backward(m, on_ready, &r);
     memcpy(g1, dt_model_grads(m), np * sizeof(float));
-    /* ready: once per parameterised layer, reverse order, tiling the arena,
-     * and the gradients were already final when announced */
-    ck_assert_int_eq(r.calls, 4);
+    /* ready: at least once per parameterised layer (a dense layer: its
+     * bias, then its weights), reverse order, tiling the arena, and the
+     * gradients were already final when announced */
+    ck_assert_int_eq(r.calls, 6);
     size_t end = np;
     for (int i = 0; i < r.calls; i++) {
         ck_assert_uint_eq(r.off[i] + r.count[i], end);
@@ -1158,6 +1159,71 @@ START_TEST(test_backward_accumulates_and_ready)
     free(g1);
     free(snap);
     dt_model_free(m);
+}
+END_TEST
+
+void openblas_set_num_threads(int threads); /* OpenBLAS's, as in its cblas.h */
+int openblas_get_num_threads(void);
+
+/* A dense layer's backward reported in parts has the bits of the whole
+ * one (dz, db, dW and dx) on one BLAS thread (more threads split the rows
+ * their own way), and its parts tile the layer's range from the end, each
+ * final when announced: large layers in several blocks of rows, row
+ * counts that are and are not multiples of the blocks. */
+START_TEST(test_dense_ready_same_bits)
+{
+    const int threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    const int shapes[][3] = {/* B in out */ {1, 784, 256}, {37, 784, 256}, {5, 300, 33},
+                             {128, 256, 10}, {3, 2000, 70}, {0, 784, 256}};
+    for (size_t i = 0; i < DT_ARRAY_LEN(shapes); i++) {
+        const long B = shapes[i][0];
+        const int in = shapes[i][1], out = shapes[i][2];
+        const size_t nw = (size_t)in * (size_t)out, np = nw + (size_t)out, off = 5;
+        const size_t nx = (size_t)DT_MAX(B, 1) * (size_t)in, ny = (size_t)DT_MAX(B, 1) * (size_t)out;
+        float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float));
+        float *y = malloc(ny * sizeof(float)), *dy[2], *dx[2], *g[2];
+        fill_uniform(x, nx, 61 + i, -1, 1);
+        fill_uniform(w, nw, 71 + i, -0.1f, 0.1f);
+        fill_uniform(y, ny, 81 + i, 0, 1); /* post-ReLU outputs: some zero below */
+        for (size_t k = 0; k < ny; k += 3) y[k] = 0;
+        for (int v = 0; v < 2; v++) {
+            dy[v] = malloc(ny * sizeof(float));
+            dx[v] = calloc(nx, sizeof(float));
+            g[v] = malloc((off + np) * sizeof(float));
+            fill_uniform(dy[v], ny, 91 + i, -1, 1);
+            fill_uniform(g[v], off + np, 101 + i, -1, 1); /* backward accumulates */
+        }
+        float *snap = calloc(off + np, sizeof(float));
+        ready_log r = {.snapshot = snap, .grads = g[1]};
+        nn_dense_backward(dx[0], g[0] + off, g[0] + off + nw, dy[0], y, x, w, B, in, out,
+                          NN_ACT_RELU);
+        nn_dense_backward_ready(dx[1], g[1] + off, g[1] + off + nw, dy[1], y, x, w, B, in, out,
+                                NN_ACT_RELU, on_ready, &r, off);
+        ck_assert_msg(memcmp(g[0], g[1], (off + np) * sizeof(float)) == 0, "shape %zu: dW/db", i);
+        ck_assert_msg(memcmp(dx[0], dx[1], nx * sizeof(float)) == 0, "shape %zu: dx", i);
+        ck_assert_msg(memcmp(dy[0], dy[1], ny * sizeof(float)) == 0, "shape %zu: dz", i);
+        ck_assert_msg(memcmp(snap + off, g[1] + off, np * sizeof(float)) == 0,
+                      "shape %zu: a part changed after it was announced", i);
+        size_t end = off + np;
+        for (int c = 0; c < r.calls; c++) {
+            ck_assert_uint_eq(r.off[c] + r.count[c], end);
+            end = r.off[c];
+        }
+        ck_assert_uint_eq(end, off);
+        if (B == 0) ck_assert_int_eq(r.calls, 1);
+        else ck_assert_int_ge(r.calls, out > 48 ? 3 : 2); /* bias, then one block or more */
+        free(snap);
+        for (int v = 0; v < 2; v++) {
+            free(dy[v]);
+            free(dx[v]);
+            free(g[v]);
+        }
+        free(x);
+        free(w);
+        free(y);
+    }
+    openblas_set_num_threads(threads);
 }
 END_TEST
 
@@ -1217,8 +1283,6 @@ END_TEST
  * halves, and of its quarters, each computed alone from zeroed gradients;
  * the loss likewise in double; every sample's outputs do not depend on the
  * batch around it nor on the BLAS thread count. */
-void openblas_set_num_threads(int threads); /* OpenBLAS's, as in its cblas.h */
-int openblas_get_num_threads(void);
 
 #define LEAF_N 128
 
@@ -1623,6 +1687,7 @@ static Suite *nn_suite(void)
     TCase *kinds = tcase_create("kinds");
     tcase_set_timeout(kinds, 120);
     tcase_add_test(kinds, test_dense_grad);
+    tcase_add_test(kinds, test_dense_ready_same_bits);
     tcase_add_test(kinds, test_activation_grad);
     tcase_add_test(kinds, test_relu_at_zero);
     tcase_add_test(kinds, test_softmax_ce_grad);
