@@ -40,8 +40,9 @@ to --threads before torch is imported, plus torch.set_num_threads and
 torch.set_num_interop_threads. PyTorch's Linear runs on the BLAS it is
 linked with (Debian: libblas.so.3, i.e. OpenBLAS through alternatives),
 conv2d on oneDNN (MKL-DNN) when torch.backends.mkldnn is enabled. If
-OpenBLAS picked a fallback core (Prescott...), the script re-executes
-itself with OPENBLAS_CORETYPE set, as dtrain does.
+OpenBLAS picked a core below what the CPU runs (Prescott on Sapphire Rapids,
+Haswell on Zen 5), the script re-executes itself with OPENBLAS_CORETYPE set,
+as dtrain does.
 
 --info prints the configuration (torch version, oneDNN and BLAS, OpenBLAS
 core, threads, and the oneDNN implementation each LeNet primitive uses, from
@@ -57,8 +58,13 @@ import subprocess
 import sys
 import time
 
-FALLBACK_CORES = {"Prescott", "Core2", "Nehalem", "Penryn", "Dunnington", "Atom", "Barcelona",
-                  "Unknown"}
+# OpenBLAS cores by instruction set, as in dtrain's src/runtime.c: 0 generic
+# SSE fallbacks, 1 AVX, 2 AVX2 + FMA, 3 AVX-512.
+CORE_LEVELS = {**dict.fromkeys(("Prescott", "Core2", "Nehalem", "Penryn", "Dunnington", "Atom",
+                                "Barcelona", "Unknown"), 0),
+               **dict.fromkeys(("Sandybridge", "Bulldozer", "Piledriver", "Steamroller"), 1),
+               **dict.fromkeys(("Haswell", "Zen", "Excavator"), 2),
+               **dict.fromkeys(("SkylakeX", "Cooperlake", "SapphireRapids"), 3)}
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 
 
@@ -113,12 +119,10 @@ def fix_blas_core():
     if lib is None:
         return
     core = lib.openblas_get_corename().decode()
-    if core not in FALLBACK_CORES:
-        return
     flags = open("/proc/cpuinfo").read()
     want = ("SkylakeX" if all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq"))
             else "Haswell" if "avx2" in flags and "fma" in flags else None)
-    if want:
+    if want and CORE_LEVELS.get(core, -1) >= 0 and CORE_LEVELS[want] > CORE_LEVELS[core]:
         os.environ["OPENBLAS_CORETYPE"] = want
         os.environ["DTRAIN_BLAS_REEXEC"] = "0"
         os.execv(sys.executable, [sys.executable] + sys.argv)

@@ -139,9 +139,15 @@ static void report_startup(const trainer *tr)
     const char *core = dt_runtime_blas_core();
     const bool one_core = dt_comm_all_equal_u64(dt_fnv1a64(DT_FNV_INIT, core, strlen(core)));
     if (!tr->metrics) return;
-    char core_text[96];
-    snprintf(core_text, sizeof core_text, "%s%s", core,
-             one_core ? "" : " on rank 0, another kernel on other ranks");
+    const char *faster = dt_runtime_faster_core();
+    char core_text[128];
+    if (!one_core)
+        snprintf(core_text, sizeof core_text, "%s on rank 0, another kernel on other ranks", core);
+    else if (faster)
+        snprintf(core_text, sizeof core_text, "%s%s; this CPU also runs the faster %s", core,
+                 getenv("OPENBLAS_CORETYPE") ? " from OPENBLAS_CORETYPE" : "", faster);
+    else
+        snprintf(core_text, sizeof core_text, "%s", core);
     const dt_config *c = &tr->cfg;
     char layout[LAYOUT_TEXT_MAX], exchange[320];
     dt_model_describe(tr->model, layout, sizeof layout);

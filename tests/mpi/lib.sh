@@ -128,9 +128,22 @@ best_blas_core() {
     fi
 }
 
-# is_fallback_core CORE: is CORE one of the generic cores OpenBLAS picks for
-# a CPU it does not know?
-is_fallback_core() {
-    case $1 in Prescott | Core2 | Nehalem | Penryn | Dunnington | Atom | Barcelona | Unknown) return 0 ;; esac
-    return 1
+# better_core CORE BEST: BEST if OpenBLAS core CORE uses an older instruction
+# set than BEST (SSE fallback < AVX < AVX2 < AVX-512), else nothing: dtrain's
+# rule for its re-exec (runtime.c), written out again here to check it.
+better_core() {
+    level() {
+        case $1 in
+        Prescott | Core2 | Nehalem | Penryn | Dunnington | Atom | Barcelona | Unknown) echo 0 ;;
+        Sandybridge | Bulldozer | Piledriver | Steamroller) echo 1 ;;
+        Haswell | Zen | Excavator) echo 2 ;;
+        SkylakeX | Cooperlake | SapphireRapids) echo 3 ;;
+        *) echo -1 ;;
+        esac
+    }
+    local have can
+    have=$(level "$1")
+    can=$(level "${2:-none}")
+    [ "$have" -ge 0 ] && [ "$can" -gt "$have" ] && echo "$2"
+    return 0
 }

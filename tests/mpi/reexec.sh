@@ -5,10 +5,12 @@
 #   pgrep -x dtrain finds them, argv is what mpirun started;
 # - the re-exec really happened: the start-up note says "re-executed with
 #   OPENBLAS_CORETYPE set", and the rank's environment holds the core;
-# - the core is the one OpenBLAS uses by itself, or, when that is a generic
-#   fallback (even one the user chose), the best one for this CPU (derived
-#   here from /proc/cpuinfo);
-# - without force (DTRAIN_BLAS_REEXEC=0) nothing is re-executed.
+# - the core is the one OpenBLAS uses by itself, or, when that is below
+#   what this CPU runs (even one the user chose), the best one for this CPU
+#   (derived here from /proc/cpuinfo);
+# - with DTRAIN_BLAS_REEXEC=0 nothing is re-executed; unset, dtrain
+#   re-execs exactly when OpenBLAS's own core is below the best one
+#   (Sapphire Rapids: Prescott; Zen 5: Haswell; Zen 4's Cooperlake stays).
 . "$(dirname "$0")/lib.sh"
 unset OPENBLAS_CORETYPE
 small_config "$WORK/c.yaml" 100000 "checkpoint:"
@@ -19,11 +21,20 @@ rc=$(DTRAIN_BLAS_REEXEC=0 run 1 "$WORK/detected" --set train.steps=2 "$WORK/c.ya
 detected=$(json_field "$WORK/detected/summary.json" blas_core)
 [ -n "$detected" ] || die "no blas_core in summary.json"
 ! grep -q "re-executed" "$WORK/detected.log" || die "DTRAIN_BLAS_REEXEC=0, yet the note says re-executed"
-want=$detected
-if is_fallback_core "$detected"; then
-    [ -n "$best" ] || skip "OpenBLAS falls back to $detected and this CPU has no AVX2: no core to re-exec into"
-    want=$best
+better=$(better_core "$detected" "$best")
+want=${better:-$detected}
+
+# Unset: the default rule.
+rc=$(unset DTRAIN_BLAS_REEXEC; run 1 "$WORK/default" --set train.steps=2 "$WORK/c.yaml")
+[ "$rc" -eq 0 ] || { cat "$WORK/default.log"; die "the default run exited $rc"; }
+[ "$(json_field "$WORK/default/summary.json" blas_core)" = "$want" ] \
+    || die "DTRAIN_BLAS_REEXEC unset: kernel $(json_field "$WORK/default/summary.json" blas_core), expected $want (OpenBLAS by itself: $detected, best here: ${best:-none})"
+if [ -n "$better" ]; then
+    grep -q "re-executed with OPENBLAS_CORETYPE set" "$WORK/default.log" || die "DTRAIN_BLAS_REEXEC unset, $detected below $best: no re-exec note"
+else
+    ! grep -q "re-executed" "$WORK/default.log" || die "DTRAIN_BLAS_REEXEC unset, $detected is as good as ${best:-none}: re-executed anyway"
 fi
+echo "default: OpenBLAS $want (by itself: $detected, best here: ${best:-none})"
 
 # A long run in the background, looked at while it trains, then stopped.
 export DTRAIN_BLAS_REEXEC=force

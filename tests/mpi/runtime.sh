@@ -21,6 +21,13 @@ best=$(best_blas_core)
 rc=$(OPENBLAS_CORETYPE=Prescott run 1 "$WORK/user" "$WORK/c.yaml")
 [ "$rc" -eq 0 ] || { cat "$WORK/user.log"; die "OPENBLAS_CORETYPE=Prescott: exit $rc"; }
 [ "$(core user)" = "$want" ] || die "OPENBLAS_CORETYPE=Prescott, DTRAIN_BLAS_REEXEC=${DTRAIN_BLAS_REEXEC:-}: kernel $(core user), expected $want"
+# ... and the start-up line points out the faster kernel it leaves unused.
+if [ "$want" = Prescott ] && [ -n "$best" ]; then
+    grep -q "(OpenBLAS Prescott from OPENBLAS_CORETYPE; this CPU also runs the faster $best)" "$WORK/user.log" \
+        || { head -n 2 "$WORK/user.log"; die "OPENBLAS_CORETYPE=Prescott kept: the log does not name the faster $best"; }
+else
+    ! grep -q "also runs the faster" "$WORK/user.log" || die "kernel $(core user): the log names a faster one"
+fi
 
 # Threads (runtime.threads: 0): the node's online cores divided by the ranks
 # on it (all ranks run on this node here), at most the CPUs the rank may run
