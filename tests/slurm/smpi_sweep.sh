@@ -30,6 +30,9 @@ paste -d' ' <(column ranks "$runs") <(column nodes "$runs") | awk '$2 != int(($1
 [ "$(column global_batch "$runs" | sort -u)" = 32 ] || die "global batch not fixed at 32"
 [ "$(column steps "$runs" | sort -u)" = 8 ] || die "steps not 8"
 [ "$(column backend "$runs" | sort -u)" = smpi ] || die "backend column"
+column blas_core "$runs" | awk '$1 == "" { exit 1 }' || die "a run without its OpenBLAS kernel (blas_core)"
+[ "$(column cpu "$runs" | sort -u | wc -l)" = 1 ] && [ -n "$(column cpu "$runs" | head -n 1)" ] \
+    || die "cpu column: '$(column cpu "$runs" | sort -u | paste -sd'|')'"
 column samples_per_second "$runs" | awk '!($1 > 0) { exit 1 }' || die "samples_per_second not positive"
 # under SMPI a run's samples/s is the global batch over rank 0's median
 # update, read from the run's timeline; summary.json's mean is kept beside it
