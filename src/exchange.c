@@ -55,6 +55,9 @@ struct dt_exchange {
     int started;       /* buckets 0..started-1 are in flight */
     size_t ready_from; /* arena[ready_from, n_params) is final */
     float *arena;
+    float *early_params; /* sharded: each bucket's parameters go out as soon
+                            as its piece has run (dt_exchange_spread_early) */
+    bool params_in_flight; /* their allgathers are started, not waited */
     double ready_seconds;
     double tail[DT_EXACT_MAX_SUMS]; /* the trainer's global quantities */
     dt_exact *exact;   /* reproducible: the fixed tree (NULL otherwise) */
@@ -356,6 +359,8 @@ const double *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
         start_ready_buckets(x);
         tail_advance(x, true);
     }
+    float *const early = share_partial(x) ? x->early_params : NULL;
+    x->early_params = NULL;
     for (int k = 0; k < x->n_buckets; k++) {
         if (!x->alone) dt_reduce_wait(x->h[k]);
         x->t_done[k] = MPI_Wtime();
@@ -363,7 +368,13 @@ const double *dt_exchange_finish(dt_exchange *x, dt_piece_fn piece, void *ctx)
         size_t lo, hi;
         bucket_piece(x, k, &lo, &hi);
         if (piece && hi > lo) piece(ctx, lo, hi, x->at[k]);
+        /* the bucket's slot was just freed: its allgather takes it, in the
+         * same start/wait order on every rank */
+        if (early)
+            x->h[k] = dt_reduce_start(x->plan, DT_REDUCE_ALLGATHER, early + x->lo[k],
+                                      x->hi[k] - x->lo[k]);
     }
+    x->params_in_flight = early != NULL;
     if (!tail_apart(x))
         for (size_t i = 0; i < x->o.n_tail; i++) x->tail[i] = (double)x->arena[x->o.n_params + i];
     return x->tail;
@@ -391,6 +402,18 @@ static void allgather_buckets(dt_exchange *x, float *array)
     for (int k = 0; k < x->n_buckets; k++) dt_reduce_wait(x->h[k]);
 }
 
+/* Did any rank poison one of its pieces (their first values)? */
+static bool any_poisoned(const dt_exchange *x, const float *params)
+{
+    for (int k = 0; k < x->n_buckets; k++)
+        for (int r = 0; r < x->world; r++) {
+            size_t lo, hi;
+            dt_reduce_piece_of(x->plan, r, x->hi[k] - x->lo[k], &lo, &hi);
+            if (hi > lo && isnan(params[x->lo[k] + lo])) return true;
+        }
+    return false;
+}
+
 /* Reproducible, sharded: the same poisoning, over the pieces. */
 static bool exact_params(dt_exchange *x, float *params, bool bad)
 {
@@ -409,10 +432,22 @@ static bool exact_params(dt_exchange *x, float *params, bool bad)
     return false;
 }
 
+void dt_exchange_spread_early(dt_exchange *x, float *params)
+{
+    DT_CHECK(!x->exact);
+    x->early_params = params;
+}
+
 bool dt_exchange_params(dt_exchange *x, float *params, bool bad)
 {
     if (!share_partial(x)) return bad;
     if (x->exact) return exact_params(x, params, bad);
+    if (x->params_in_flight) {
+        /* started by finish; a bad piece poisoned itself before */
+        x->params_in_flight = false;
+        for (int k = 0; k < x->n_buckets; k++) dt_reduce_wait(x->h[k]);
+        return any_poisoned(x, params);
+    }
     if (bad) {
         for (int k = 0; k < x->n_buckets; k++) {
             size_t lo, hi;
@@ -421,13 +456,7 @@ bool dt_exchange_params(dt_exchange *x, float *params, bool bad)
         }
     }
     allgather_buckets(x, params);
-    for (int k = 0; k < x->n_buckets; k++)
-        for (int r = 0; r < x->world; r++) {
-            size_t lo, hi;
-            dt_reduce_piece_of(x->plan, r, x->hi[k] - x->lo[k], &lo, &hi);
-            if (hi > lo && isnan(params[x->lo[k] + lo])) return true;
-        }
-    return false;
+    return any_poisoned(x, params);
 }
 
 void dt_exchange_gather(dt_exchange *x, float *array)

@@ -111,6 +111,13 @@ void dt_exchange_for_each_piece(const dt_exchange *x, dt_piece_fn piece, void *c
  * rank poisons the first value of each of its ranges, which no healthy
  * parameter is). Replicated: nothing to send, returns `bad`. */
 bool dt_exchange_params(dt_exchange *x, float *params, bool bad);
+/* Sharded, not reproducible, called before dt_exchange_finish: start each
+ * bucket's allgather of `params` as soon as piece has run on this rank's
+ * range of it, so that it overlaps the later buckets' sums;
+ * dt_exchange_params (whose `bad` is then unused) completes them. piece
+ * must then itself poison the first value of a range whose gradient is
+ * not finite. Lasts one update. */
+void dt_exchange_spread_early(dt_exchange *x, float *params);
 /* Sharded: make an array laid out like the parameters (the averaged copy)
  * whole on every rank from each rank's ranges. */
 void dt_exchange_gather(dt_exchange *x, float *array);

@@ -56,6 +56,7 @@ typedef struct {
     double lr;
     bool hold;
     bool bad;     /* a non-finite gradient in one of this rank's ranges */
+    bool poison;  /* mark such a range in w itself (dt_exchange_spread_early) */
     double sumsq; /* of this rank's ranges, for clipping */
     double *piece_sumsq; /* reproducible: each range's own, in order */
     size_t n_pieces, max_pieces;
@@ -74,6 +75,7 @@ static void prepare_and_step(void *ctx, size_t lo, size_t hi, size_t at)
     }
     u->bad |= !finite;
     if (!u->hold && finite) dt_optim_step_range(u->opt, u->w, u->g, u->lr, lo, hi, at);
+    if (u->poison && !finite) u->w[lo] = NAN;
     u->seconds += dt_comm_time() - t0;
 }
 
@@ -136,6 +138,11 @@ static bool exchange_and_update(trainer *tr, step_record *rec, update_ctx *u)
     dt_exchange *x = tr->exchange;
     if (tr->repro.on) return exchange_and_update_exact(tr, rec, u);
     const bool sharded = dt_exchange_sharded(x);
+    if (sharded && !u->hold) {
+        /* each bucket's new parameters leave while later buckets are summed */
+        u->poison = true;
+        dt_exchange_spread_early(x, u->w);
+    }
     if (!u->hold || sharded) {
         read_tail(dt_exchange_finish(x, prepare_and_step, u), rec);
     } else {
