@@ -52,6 +52,11 @@ static const char *best_core_for_cpu(void)
     return NULL;
 }
 
+const char *dt_runtime_faster_core(void)
+{
+    return dt_runtime_better_core(openblas_get_corename(), best_core_for_cpu());
+}
+
 /* Set in the re-executed image: which core it was given. It also stops a
  * second re-exec, should OpenBLAS ignore OPENBLAS_CORETYPE. */
 #define REEXEC_MARK "DTRAIN_BLAS_REEXECUTED"
@@ -73,7 +78,7 @@ void dt_runtime_fix_blas_kernel(char **argv)
     if (mode && strcmp(mode, "0") == 0) return;
     const bool force = mode && strcmp(mode, "force") == 0;
     const char *core = openblas_get_corename();
-    const char *better = dt_runtime_better_core(core, best_core_for_cpu());
+    const char *better = dt_runtime_faster_core();
     if (!force && (getenv("OPENBLAS_CORETYPE") || !better)) return;
     const char *want = better ? better : core;
     if (!want) return;
@@ -100,11 +105,6 @@ void dt_runtime_fix_blas_kernel(char **argv)
         setenv("OPENBLAS_CORETYPE", saved, 1);
     else
         unsetenv("OPENBLAS_CORETYPE");
-}
-
-const char *dt_runtime_faster_core(void)
-{
-    return dt_runtime_better_core(openblas_get_corename(), best_core_for_cpu());
 }
 
 bool dt_runtime_reexecuted(void) { return getenv(REEXEC_MARK) != NULL; }
