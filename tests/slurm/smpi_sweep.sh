@@ -69,7 +69,7 @@ fi
 # ---- a config key as a series ---------------------------------------------------
 timeout -k 5 600 /usr/bin/python3 "$DT_SOURCE/launch/scaling" --backend smpi --smpi-dtrain "$smpi_dtrain" \
     --platform fast --ranks "1 2 4" --batch 32 --steps 4 --series comm.bucket_kb=64,512 \
-    --out "$WORK/series" "$WORK/small.yaml" >"$WORK/series.log" 2>&1 \
+    --smpi-cfg network/crosstraffic:1 --out "$WORK/series" "$WORK/small.yaml" >"$WORK/series.log" 2>&1 \
     || { cat "$WORK/series.log"; die "launch/scaling --series failed"; }
 cat "$WORK/series.log"
 runs=$WORK/series/runs.csv sum=$WORK/series/scaling.csv
@@ -80,6 +80,8 @@ runs=$WORK/series/runs.csv sum=$WORK/series/scaling.csv
 for d in $(column out_dir "$runs"); do
     want=$(sed -E 's/.*comm\.bucket_kb=([0-9]+).*/\1/' <<<"$d")
     grep -qE "^ +bucket_kb: $want\$" "$d/config.resolved.yaml" || die "$d/config.resolved.yaml: bucket_kb is not $want"
+    # --smpi-cfg reached SimGrid (1 is the SMPI model's default: nothing changes)
+    grep -q "Set 'network/crosstraffic' to '1'" "$d.log" || die "$d.log: --smpi-cfg did not reach SimGrid"
 done
 [ "$(column series "$sum" | paste -sd' ')" = "$(printf 'smpi-fast-strong-comm.bucket_kb=%s ' 64 64 64 512 512 512 | sed 's/ $//')" ] \
     || die "series in scaling.csv: $(column series "$sum" | paste -sd' ')"
