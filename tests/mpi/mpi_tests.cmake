@@ -68,9 +68,10 @@ foreach(cfg ${DT_OPTIM_CONFIGS})
   if(DEFINED DT_SAME_UPDATES_LR_${name})
     set(lr_args --set optimizer.lr=${DT_SAME_UPDATES_LR_${name}})
   endif()
-  # replicated, and sharded (each rank updates its piece on 3 ranks)
+  # replicated on 3 ranks, and sharded on 2, 3 and 4 (each rank updates
+  # its piece of the optimizer state) against one rank, which is replicated
   dt_mpi_test(same_updates_optim_${name} same_updates.sh optim/${name}.yaml "1 3" ${lr_args})
-  dt_mpi_test(same_updates_sharded_${name} same_updates.sh optim/${name}.yaml "1 3" ${lr_args}
+  dt_mpi_test(same_updates_sharded_${name} same_updates.sh optim/${name}.yaml "1 2 3 4" ${lr_args}
               --set comm.update=sharded)
   set_property(TEST mpi_same_updates_optim_${name} mpi_same_updates_sharded_${name}
                APPEND PROPERTY ENVIRONMENT RTOL=1e-4)
